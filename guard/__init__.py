@@ -1,0 +1,1 @@
+"""guard: policy-enforcing data access for OpenStack-style WSGI services."""

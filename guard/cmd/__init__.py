@@ -1,0 +1,43 @@
+"""The ``guard`` command: one sub-command per module of this package.
+
+Only the chosen sub-command's module is imported, so ``guard policy validate``
+does not pay for loading the WSGI stack and ``guard serve`` does not load the
+benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command name -> (module under guard.cmd, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("serve", "run the consumers API in a multi-threaded WSGI server"),
+    "db": ("db", "database schema management (alembic migrations)"),
+    "policy": ("policy", "validate, sample, explain and diff policy files"),
+    "load": ("load", "bounded load generator with invariant checks (loopback only)"),
+    "bench": ("bench", "run guard's benchmarks side by side with their baselines"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser; only ``command``'s module is imported and registered."""
+    parser = argparse.ArgumentParser(prog="guard", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        if name == command:
+            module = importlib.import_module(f"guard.cmd.{module_name}")
+            module.register(subparsers.add_parser(name, help=help_text))
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``guard`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
