@@ -24,8 +24,8 @@ class BenchResult:
 
     @property
     def ratio(self) -> float:
-        """How many times slower the subject is than the baseline (<1: faster)."""
-        return self.baseline_per_second / self.subject_per_second
+        """Relative throughput: subject rate / baseline rate (2.0: twice as fast)."""
+        return self.subject_per_second / self.baseline_per_second
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "ratio": self.ratio}
