@@ -50,9 +50,7 @@ def validate_consumer_type(value: object, field: str = "consumer_type") -> str |
     if value is None:
         return None
     if not isinstance(value, str) or not CONSUMER_TYPE_RE.match(value):
-        raise InvalidInput(
-            f"'{field}' must be null or 1 to 255 characters of A-Z, 0-9 and '_'."
-        )
+        raise InvalidInput(f"'{field}' must be null or 1 to 255 characters of A-Z, 0-9 and '_'.")
     return value
 
 

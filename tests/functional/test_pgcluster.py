@@ -30,8 +30,9 @@ def test_restart_refuses_then_accepts_connections(postgresql_cluster):
     postgresql_cluster.stop()
     try:
         with pytest.raises(psycopg.OperationalError):
-            psycopg.connect(host="127.0.0.1", port=port, user=user, dbname="postgres",
-                            connect_timeout=2)
+            psycopg.connect(
+                host="127.0.0.1", port=port, user=user, dbname="postgres", connect_timeout=2
+            )
     finally:
         postgresql_cluster.start()
     engine = create_engine(url)

@@ -1,0 +1,99 @@
+"""``guard bench``: run every benchmark beside its baseline and print the ratios.
+
+Each benchmark lives in its own module under :mod:`guard.bench` and measures
+guard against a baseline in the same process (stock oslo.policy, raw
+SQLAlchemy, a bare WebOb app, a handler without the filter). This command runs
+them one after another, prints one table and writes the results as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from guard.bench import BenchResult
+
+# benchmark module under guard.bench -> what it compares
+BENCHMARKS: dict[str, str] = {
+    "policy": "policy engine vs stock oslo.policy",
+    "repository": "guarded repository vs raw SQLAlchemy and naive filtering",
+    "pipeline": "full WSGI pipeline vs a bare WebOb app",
+    "logfilter": "redacting log filter and decision log vs none",
+}
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller tables and shorter runs (about a minute)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(BENCHMARKS),
+        help="run only this benchmark (may be repeated)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path("bench-results.json"),
+        help="where to write the results as JSON (default: %(default)s)",
+    )
+    parser.set_defaults(func=run)
+
+
+def machine_summary() -> str:
+    """One line saying what the numbers were measured on."""
+    import os
+
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def format_table(results: list[BenchResult]) -> str:
+    """Render results as a Markdown table (the README shows this table)."""
+    lines = [
+        "| benchmark | guard | baseline | guard/s | baseline/s | ratio | goal |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.name} | {r.subject} | {r.baseline} | {r.subject_per_second:,.0f} | "
+            f"{r.baseline_per_second:,.0f} | {r.ratio:.2f} | {r.goal} |"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    names = args.only or list(BENCHMARKS)
+    results: list[BenchResult] = []
+    started = time.monotonic()
+    for index, name in enumerate(names, 1):
+        print(f"[{index}/{len(names)}] {name}: {BENCHMARKS[name]} ...", file=sys.stderr)
+        module = importlib.import_module(f"guard.bench.{name}")
+        for result in module.run(quick=args.quick):
+            print(f"    {result}", file=sys.stderr)
+            results.append(result)
+    elapsed = time.monotonic() - started
+    print(f"\nMachine: {machine_summary()}; total {elapsed:.0f} s\n")
+    print(format_table(results))
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": machine_summary(),
+                "seconds": round(elapsed, 1),
+                "quick": args.quick,
+                "results": [r.to_dict() for r in results],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {args.json}", file=sys.stderr)
+    return 0
