@@ -13,13 +13,15 @@ import uuid as uuidlib
 
 from guard.exception import InvalidInput
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Patterns are whole-string patterns: use them with fullmatch() (a "$" would let
+# a trailing newline through).
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _UUID_INPUT_RE = re.compile(
     r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|[0-9a-fA-F]{32})$"
+    r"|[0-9a-fA-F]{32})"
 )
-EXTERNAL_ID_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,255}$")
-CONSUMER_TYPE_RE = re.compile(r"^[A-Z0-9_]{1,255}$")
+EXTERNAL_ID_RE = re.compile(r"[A-Za-z0-9_.@-]{1,255}")
+CONSUMER_TYPE_RE = re.compile(r"[A-Z0-9_]{1,255}")
 MIN_LIMIT = 1
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 50
@@ -33,14 +35,14 @@ def normalize_uuid(value: object, field: str = "uuid") -> str:
     Uppercase and dash-less (32 hex digits) spellings are accepted, as
     Placement accepts them; anything else is rejected.
     """
-    if not isinstance(value, str) or not _UUID_INPUT_RE.match(value):
+    if not isinstance(value, str) or not _UUID_INPUT_RE.fullmatch(value):
         raise InvalidInput(f"'{field}' must be a UUID (8-4-4-4-12 hexadecimal digits).")
     return str(uuidlib.UUID(hex=value))
 
 
 def validate_external_id(value: object, field: str) -> str:
     """Check a keystone project or user id: 1..255 of ``[A-Za-z0-9_.@-]``."""
-    if not isinstance(value, str) or not EXTERNAL_ID_RE.match(value):
+    if not isinstance(value, str) or not EXTERNAL_ID_RE.fullmatch(value):
         raise InvalidInput(f"'{field}' must be 1 to 255 characters of A-Z, a-z, 0-9, '_.@-'.")
     return value
 
@@ -49,7 +51,7 @@ def validate_consumer_type(value: object, field: str = "consumer_type") -> str |
     """Check a consumer type: ``^[A-Z0-9_]{1,255}$`` or ``None``."""
     if value is None:
         return None
-    if not isinstance(value, str) or not CONSUMER_TYPE_RE.match(value):
+    if not isinstance(value, str) or not CONSUMER_TYPE_RE.fullmatch(value):
         raise InvalidInput(f"'{field}' must be null or 1 to 255 characters of A-Z, 0-9 and '_'.")
     return value
 
