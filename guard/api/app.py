@@ -1,0 +1,34 @@
+"""The consumers API application: the route table wired to its handlers."""
+
+from __future__ import annotations
+
+import re
+
+from guard.api import root
+from guard.api.consumers import ConsumerHandlers
+from guard.api.healthcheck import DropCounter, Healthcheck, PolicyState
+from guard.api.router import Route, RoutedApp, Router
+from guard.repository import ConsumerRepository
+
+
+def make_app(
+    repository: ConsumerRepository,
+    policy: PolicyState,
+    decision_log: DropCounter | None = None,
+) -> RoutedApp:
+    """The WSGI app of the contract's routes (to run below the guard middleware)."""
+    consumers = ConsumerHandlers(repository)
+    healthcheck = Healthcheck(repository, policy, decision_log)
+    return RoutedApp(
+        Router(
+            [
+                Route(re.compile(r"/"), {"GET": root.version_document}),
+                Route(re.compile(r"/healthcheck"), {"GET": healthcheck}),
+                Route(re.compile(r"/consumers"), {"GET": consumers.list}),
+                Route(
+                    re.compile(r"/consumers/(?P<uuid>[^/]+)"),
+                    {"GET": consumers.show, "PUT": consumers.put, "DELETE": consumers.delete},
+                ),
+            ]
+        )
+    )

@@ -1,0 +1,127 @@
+"""The consumer handlers: validate the request, ask the repository, render JSON.
+
+Each handler checks its input in the contract's order (uuid, query, content
+type, size, body) before the repository decides visibility (404), the
+action's rule (403) and the generation (409). The repository is the only
+door to the rows; handlers never touch the database or the policy engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import webob
+
+from guard import exception, validation
+from guard.api.environ import authenticated_context
+from guard.api.jsonio import json_response, read_json_object
+from guard.api.query import parse_generation, parse_query
+from guard.repository import KEEP, ConsumerRepository
+
+LIST_PARAMS = frozenset({"project_id", "user_id", "consumer_type", "limit", "marker"})
+DELETE_PARAMS = frozenset({"consumer_generation"})
+NO_PARAMS: frozenset[str] = frozenset()
+REQUIRED_BODY_KEYS = frozenset({"project_id", "user_id", "consumer_generation"})
+BODY_KEYS = REQUIRED_BODY_KEYS | {"consumer_type"}
+
+
+class ConsumerBody:
+    """A validated ``PUT /consumers/{uuid}`` body."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        unknown = set(document) - BODY_KEYS
+        if unknown:
+            raise exception.InvalidInput(
+                f"Unknown key in the request body; allowed: {', '.join(sorted(BODY_KEYS))}."
+            )
+        missing = REQUIRED_BODY_KEYS - set(document)
+        if missing:
+            raise exception.InvalidInput(f"The request body lacks: {', '.join(sorted(missing))}.")
+        generation = document["consumer_generation"]
+        self.generation = (
+            None if generation is None else validation.validate_generation(generation)
+        )
+        self.project_id = validation.validate_external_id(document["project_id"], "project_id")
+        self.user_id = validation.validate_external_id(document["user_id"], "user_id")
+        #: ``KEEP`` when the key is absent: an update leaves the type as it is.
+        self.consumer_type: str | object | None = (
+            validation.validate_consumer_type(document["consumer_type"])
+            if "consumer_type" in document
+            else KEEP
+        )
+
+
+class ConsumerHandlers:
+    """``/consumers`` and ``/consumers/{uuid}``, one method per route and verb."""
+
+    def __init__(self, repository: ConsumerRepository) -> None:
+        self.repository = repository
+
+    def list(self, req: webob.Request) -> webob.Response:
+        """``GET /consumers``: a page of the rows the caller may see (filtered in SQL)."""
+        context = authenticated_context(req)
+        params = parse_query(req, LIST_PARAMS)
+        filters: dict[str, Any] = {
+            "limit": validation.validate_limit(params.get("limit", validation.DEFAULT_LIMIT))
+        }
+        for field in ("project_id", "user_id"):
+            if field in params:
+                filters[field] = validation.validate_external_id(params[field], field)
+        if "consumer_type" in params:
+            filters["consumer_type"] = validation.validate_consumer_type(params["consumer_type"])
+        if "marker" in params:
+            filters["marker"] = validation.normalize_uuid(params["marker"], "marker")
+        if not self.repository.can_list(context):
+            raise exception.Forbidden()
+        page = self.repository.list(context, **filters)
+        return json_response(
+            {
+                "consumers": [consumer.to_dict() for consumer in page.consumers],
+                "next_marker": page.next_marker,
+            }
+        )
+
+    def show(self, req: webob.Request, uuid: str) -> webob.Response:
+        """``GET /consumers/{uuid}``: 404 alike for a missing and an invisible row."""
+        context = authenticated_context(req)
+        consumer_uuid = validation.normalize_uuid(uuid)
+        parse_query(req, NO_PARAMS)
+        return json_response(self.repository.get(context, consumer_uuid).to_dict())
+
+    def put(self, req: webob.Request, uuid: str) -> webob.Response:
+        """``PUT /consumers/{uuid}``: create (generation null, 201) or update (200)."""
+        context = authenticated_context(req)
+        consumer_uuid = validation.normalize_uuid(uuid)
+        parse_query(req, NO_PARAMS)
+        body = ConsumerBody(read_json_object(req))
+        if body.generation is None:
+            consumer = self.repository.create(
+                context,
+                consumer_uuid,
+                project_id=body.project_id,
+                user_id=body.user_id,
+                consumer_type=None if body.consumer_type is KEEP else body.consumer_type,
+            )
+            return json_response(consumer.to_dict(), status=201)
+        consumer = self.repository.update(
+            context,
+            consumer_uuid,
+            generation=body.generation,
+            project_id=body.project_id,
+            user_id=body.user_id,
+            consumer_type=body.consumer_type,
+        )
+        return json_response(consumer.to_dict())
+
+    def delete(self, req: webob.Request, uuid: str) -> webob.Response:
+        """``DELETE /consumers/{uuid}[?consumer_generation=N]``: 204."""
+        context = authenticated_context(req)
+        consumer_uuid = validation.normalize_uuid(uuid)
+        params = parse_query(req, DELETE_PARAMS)
+        generation = (
+            parse_generation(params["consumer_generation"])
+            if "consumer_generation" in params
+            else None
+        )
+        self.repository.delete(context, consumer_uuid, generation=generation)
+        return webob.Response(status=204, content_type=None)

@@ -1,0 +1,29 @@
+"""The WSGI environ keys guard's layers hand each other, and how the API reads them."""
+
+from __future__ import annotations
+
+import webob
+
+from guard import exception
+from guard.context import RequestContext
+
+#: The request id oslo.middleware's request_id (or the guard middleware) made.
+ENV_REQUEST_ID = "openstack.request_id"
+#: The caller's :class:`guard.context.RequestContext`, set by the guard middleware.
+ENV_CONTEXT = "guard.context"
+#: ``True`` when the identity headers were trusted (X-Identity-Status: Confirmed).
+ENV_AUTHENTICATED = "guard.authenticated"
+#: The body limit :class:`guard.middleware.SizeLimit` hands to the body reader.
+ENV_MAX_BODY_SIZE = "guard.max_body_size"
+
+
+def authenticated_context(req: webob.Request) -> RequestContext:
+    """The caller's trusted context; 401 when there is none (fail closed).
+
+    The guard middleware already answers 401 to anonymous callers; this
+    keeps the API closed should it ever run without that middleware.
+    """
+    context = req.environ.get(ENV_CONTEXT)
+    if context is None or req.environ.get(ENV_AUTHENTICATED) is not True:
+        raise exception.Unauthorized()
+    return context

@@ -1,0 +1,72 @@
+"""JSON in and out: the request body reader and the success response.
+
+The reader applies the contract's checks in its order: content type (415),
+size (413), then UTF-8, JSON and "an object" (400). The size limit is the
+one oslo.middleware's ``sizelimit`` option configures; the
+:class:`guard.middleware.SizeLimit` filter hands it down in the environ.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import webob
+import webob.exc
+
+from guard import exception
+from guard.api.environ import ENV_MAX_BODY_SIZE
+from guard.api.errors import JSON
+
+#: The contract's limit, used when no SizeLimit filter is in the pipeline.
+DEFAULT_MAX_BODY_SIZE = 65536
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key would let two parsers (a proxy's and ours) disagree on
+    # the value; refuse it.
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise ValueError("duplicate key")
+    return document
+
+
+def read_json_object(req: webob.Request) -> dict[str, Any]:
+    """Return the request body as a JSON object, or raise the contract's error."""
+    if req.content_type != JSON:
+        raise exception.UnsupportedMediaType()
+    limit = req.environ.get(ENV_MAX_BODY_SIZE, DEFAULT_MAX_BODY_SIZE)
+    too_large = exception.TooLarge(f"The request body is larger than {limit} bytes.")
+    if req.content_length is not None and req.content_length > limit:
+        raise too_large
+    try:
+        # Read one byte past the limit, never more, whatever the client claims.
+        raw = req.body_file.read(limit + 1)
+    except webob.exc.HTTPRequestEntityTooLarge:
+        raise too_large from None
+    if len(raw) > limit:
+        raise too_large
+    try:
+        text = raw.decode("utf-8")
+        document = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise exception.InvalidInput("The request body is not valid UTF-8 JSON.") from None
+    if not isinstance(document, dict):
+        raise exception.InvalidInput("The request body must be a JSON object.")
+    return document
+
+
+def json_response(document: object, status: int = 200) -> webob.Response:
+    """A success response with ``document`` as its JSON body."""
+    return webob.Response(
+        status=status,
+        body=json.dumps(document).encode("utf-8"),
+        content_type=JSON,
+        charset=None,
+    )

@@ -1,0 +1,5 @@
+"""guard's database layer: typed models, engine factory and migrations.
+
+Private to guard: the only public door to consumer rows is
+:class:`guard.repository.ConsumerRepository`, which authorizes every call.
+"""

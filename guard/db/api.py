@@ -1,0 +1,162 @@
+"""Engine factory and the one way guard runs a database transaction.
+
+SQLite (a file) is the embedded default and PostgreSQL (psycopg 3) the
+multi-worker choice; the same queries run on both. What differs is set up
+here, once per engine:
+
+* SQLite: WAL journal (readers never block the writer), foreign keys on, a
+  busy timeout, and write transactions opened with ``BEGIN IMMEDIATE`` so
+  that two writers queue on the busy timeout instead of failing at once with
+  "database is locked" when a deferred reader tries to upgrade its lock.
+* PostgreSQL: pre-ping on checkout (a restarted server costs one reconnect,
+  not a failed request), a statement timeout and a lock timeout so that a
+  stuck query ends as ``Unavailable`` instead of holding a worker forever.
+
+:func:`run_in_transaction` runs one unit of work in one transaction and
+retries the whole of it, a bounded number of times, when the database
+reports lock contention; it turns every other database fault except an
+integrity violation into :class:`guard.exception.Unavailable`, whose detail
+names no host, user or SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from guard import exception
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How long a SQLite connection waits for another writer's lock (seconds).
+SQLITE_BUSY_TIMEOUT = 30.0
+#: PostgreSQL statement and lock timeouts (milliseconds).
+POSTGRESQL_STATEMENT_TIMEOUT_MS = 30_000
+POSTGRESQL_LOCK_TIMEOUT_MS = 10_000
+POSTGRESQL_CONNECT_TIMEOUT_S = 10
+#: Attempts of one transaction when the database reports lock contention.
+MAX_ATTEMPTS = 6
+_BACKOFF_BASE_S = 0.01
+
+# PostgreSQL SQLSTATEs that mean "the transaction lost a race; run it again":
+# serialization_failure, deadlock_detected, lock_not_available.
+_PG_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+# Execution option that marks a connection's transaction as a writer.
+WRITE_OPTION = "guard_write"
+
+
+def create_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` (``sqlite:///file`` or ``postgresql[+psycopg]://``).
+
+    A bare ``postgresql://`` URL is given the psycopg 3 driver. Extra keyword
+    arguments go to :func:`sqlalchemy.create_engine` (pool sizes, echo).
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _create_sqlite_engine(parsed, **kwargs)
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return _create_postgresql_engine(parsed, **kwargs)
+    raise ValueError(f"unsupported database backend {backend!r}: use sqlite or postgresql")
+
+
+def _create_sqlite_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below emit BEGIN itself: pysqlite's
+        # own implicit BEGIN is always DEFERRED (and it commits before DDL).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+            # Safe with WAL: a power loss may drop the last commits, never corrupt.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _create_postgresql_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
+    options = (
+        f"-c statement_timeout={POSTGRESQL_STATEMENT_TIMEOUT_MS} "
+        f"-c lock_timeout={POSTGRESQL_LOCK_TIMEOUT_MS}"
+    )
+    connect_args = {"options": options, "connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S}
+    kwargs.setdefault("pool_pre_ping", True)
+    return sqlalchemy.create_engine(url, connect_args=connect_args, **kwargs)
+
+
+def is_retryable(error: sqlalchemy.exc.DBAPIError) -> bool:
+    """Whether ``error`` means the transaction lost a race and may simply run again."""
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate in _PG_RETRYABLE_SQLSTATES:
+        return True
+    if isinstance(error, sqlalchemy.exc.OperationalError) and sqlstate is None:
+        message = str(error.orig).lower()
+        return "database is locked" in message or "database is busy" in message
+    return False
+
+
+def run_in_transaction(engine: Engine, work: Callable[[Connection], T], *, write: bool) -> T:
+    """Run ``work(connection)`` in one transaction: commit on return, roll back on error.
+
+    The whole transaction is retried, with jittered exponential backoff, up
+    to :data:`MAX_ATTEMPTS` times while the database reports lock contention;
+    ``work`` must therefore have no effect outside the database. An
+    :class:`sqlalchemy.exc.IntegrityError` is re-raised for the caller to
+    interpret; any other database error becomes ``Unavailable``. Errors of
+    guard's own (``GuardError``) raised by ``work`` roll back and pass through.
+    """
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with engine.connect() as conn:
+                if write:
+                    conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    return work(conn)
+        except sqlalchemy.exc.IntegrityError:
+            raise
+        except sqlalchemy.exc.DBAPIError as error:
+            if attempt < MAX_ATTEMPTS and is_retryable(error):
+                time.sleep(_BACKOFF_BASE_S * 2**attempt * random.uniform(0.5, 1.5))  # noqa: S311 jitter
+                continue
+            raise _unavailable(error) from None
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            raise _unavailable(error) from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _unavailable(error: Exception) -> exception.Unavailable:
+    """Log a database fault by kind only (its text may name host, user or SQL)."""
+    orig = getattr(error, "orig", None)
+    LOG.warning(
+        "database error %s (%s, sqlstate %s)",
+        type(error).__name__,
+        type(orig).__name__ if orig is not None else "-",
+        getattr(orig, "sqlstate", None) or "-",
+    )
+    return exception.Unavailable()

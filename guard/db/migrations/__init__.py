@@ -1,0 +1,1 @@
+"""alembic environment and revisions of guard's schema (shipped in the wheel)."""

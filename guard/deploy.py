@@ -1,0 +1,126 @@
+"""Assembly of guard's WSGI pipelines and the wiring of their shared parts.
+
+:func:`build_services` wires the parts one deployment shares (database
+engine, policy enforcer, decision log, guarded repository);
+:func:`build_pipeline` stacks the filters in the order of
+``etc/guard/api-paste.ini``::
+
+    request_id -> sizelimit -> [auth_token] -> guard -> consumers API
+
+``main`` has keystonemiddleware's ``auth_token`` (with
+``delay_auth_decision``, so that guard, not keystonemiddleware, answers the
+401 in the contract's format); ``trusted`` has none, for a deployment behind
+an authenticating proxy and for local trials. :func:`app_factory` is the
+PasteDeploy factory of the API for ``api-paste.ini``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keystonemiddleware import auth_token
+from oslo_config import cfg
+from oslo_middleware import request_id
+from sqlalchemy.engine import Engine
+
+from guard import audit, policy
+from guard import conf as guard_conf
+from guard.api.app import make_app
+from guard.db import api as db_api
+from guard.db import migration
+from guard.middleware import GuardMiddleware, SizeLimit, WSGIApp, shared_enforcer
+from guard.repository import ConsumerRepository
+
+#: Where ``guard serve`` keeps its SQLite file when no database is configured.
+DEFAULT_SQLITE_PATH = Path("var") / "guard.sqlite"
+
+
+def database_url(conf: cfg.ConfigOpts) -> str:
+    """The configured database, or the default SQLite file (its folder made)."""
+    if conf.database.connection:
+        return conf.database.connection
+    DEFAULT_SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{DEFAULT_SQLITE_PATH.resolve()}"
+
+
+@dataclass(frozen=True)
+class Services:
+    """The parts one deployment shares between its requests."""
+
+    conf: cfg.ConfigOpts
+    engine: Engine
+    enforcer: policy.Enforcer
+    decision_log: audit.DecisionLog
+    repository: ConsumerRepository
+
+
+def build_services(
+    conf: cfg.ConfigOpts,
+    *,
+    policy_file: str | None = None,
+    migrate: bool = False,
+    enforcer: policy.Enforcer | None = None,
+) -> Services:
+    """Wire engine, enforcer, decision log and repository for ``conf``.
+
+    The policy file is validated here (``policy.PolicyFileError`` on an
+    invalid one); with ``migrate`` the database is brought to the latest
+    schema first.
+    """
+    url = database_url(conf)
+    if enforcer is None:
+        enforcer = policy.make_enforcer(conf, policy_file)
+    if migrate:
+        migration.upgrade(url)
+    engine = db_api.create_engine(url)
+    decision_log = audit.DecisionLog()
+    enforcer.decision_log = decision_log
+    return Services(
+        conf=conf,
+        engine=engine,
+        enforcer=enforcer,
+        decision_log=decision_log,
+        repository=ConsumerRepository(engine, enforcer),
+    )
+
+
+def build_api(services: Services) -> WSGIApp:
+    """The consumers API application, without any filter."""
+    return make_app(services.repository, services.enforcer, services.decision_log)
+
+
+def build_pipeline(services: Services, pipeline: str) -> WSGIApp:
+    """The ``main`` or ``trusted`` pipeline, as ``api-paste.ini`` declares it."""
+    if pipeline not in guard_conf.PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}: use one of {guard_conf.PIPELINES}")
+    app: Any = build_api(services)
+    app = GuardMiddleware(app, services.enforcer)
+    if pipeline == "main":
+        app = auth_token.AuthProtocol(
+            app, {"oslo_config_config": services.conf, "delay_auth_decision": True}
+        )
+    app = SizeLimit(app, services.conf)
+    return request_id.RequestId(app, services.conf)
+
+
+@functools.cache
+def shared_services(config_file: str | None) -> Services:
+    """One set of services per configuration file, for PasteDeploy's factories.
+
+    It shares the enforcer the ``guard`` filter of the same file uses.
+    """
+    conf = guard_conf.load([config_file] if config_file else [])
+    return build_services(conf, enforcer=shared_enforcer(config_file), migrate=True)
+
+
+def app_factory(global_conf: dict[str, str], **local_conf: str) -> WSGIApp:
+    """PasteDeploy factory of the consumers API (``[app:consumers]``).
+
+    ``config_file`` (in the section or ``[DEFAULT]``) names the guard.conf
+    with the database URL and the policy options.
+    """
+    config_file = local_conf.get("config_file") or global_conf.get("config_file")
+    return build_api(shared_services(config_file))

@@ -1,0 +1,61 @@
+"""gunicorn settings for guard: ``gunicorn -c python:guard.gunicorn_conf guard.wsgi:application``.
+
+Command-line flags override these (``--workers 4 --bind 127.0.0.1:8778``);
+so do the ``GUARD_*`` environment variables read below. Why each choice:
+
+* ``gthread`` workers: a database-bound app waits on the network, so a few
+  threads per process overlap those waits, and unlike ``sync`` workers they
+  keep HTTP/1.1 connections alive. Each thread holds at most one pooled
+  connection, so with ``GUARD_THREADS`` at or below the pool size (SQLAlchemy's
+  default 5) a request never waits for a connection; a host needs
+  ``workers x (pool_size + max_overflow)`` below PostgreSQL's
+  ``max_connections``.
+* no ``--preload``: each worker builds its engine after the fork (and
+  :class:`guard.wsgi.ForkSafeApplication` rebuilds in a worker that
+  inherited one anyway, so workers never share a connection).
+* no control socket: guard does not use it, and every gunicorn on a host
+  would otherwise claim the same default path.
+* no gunicorn access log: its lines carry raw consumer uuids in the path;
+  guard's own access log (logger ``guard.access``) is redacted.
+* ``timeout`` above the database's statement (30 s) plus connect (10 s)
+  timeouts, so a query that hits them ends as a 503 before gunicorn would
+  kill the worker.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+bind = [os.environ.get("GUARD_BIND", "127.0.0.1:8778")]
+workers = int(os.environ.get("GUARD_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
+worker_class = "gthread"
+threads = int(os.environ.get("GUARD_THREADS", "4"))
+preload_app = False
+keepalive = 5
+timeout = 60
+graceful_timeout = 30
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+proc_name = "guard"
+control_socket_disable = True
+
+_SETTINGS = (
+    "bind", "workers", "worker_class", "threads", "preload_app", "keepalive", "timeout",
+    "graceful_timeout", "accesslog", "errorlog", "loglevel", "proc_name",
+    "control_socket_disable", "worker_exit",
+)  # fmt: skip
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Close the worker's database connections cleanly on its way out."""
+    from guard import wsgi
+
+    wsgi.close()
+
+
+def settings() -> dict[str, Any]:
+    """These settings by name, for :class:`guard.wsgi.GunicornServer`."""
+    module = globals()
+    return {name: module[name] for name in _SETTINGS}

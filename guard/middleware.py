@@ -1,0 +1,275 @@
+"""guard's WSGI edge: trusted identity, request ids, JSON errors, the access log.
+
+:class:`GuardMiddleware` is the filter services paste into their pipelines
+(``paste.filter_factory = guard.middleware:filter_factory``) right above their
+application. For each request it
+
+- builds a :class:`guard.context.RequestContext` from the identity headers,
+  trusting them only with ``X-Identity-Status: Confirmed`` (oslo.context reads
+  them whatever that header says), and stores it under ``guard.context``;
+- answers 401 to an anonymous caller on every path but ``/`` and
+  ``/healthcheck``;
+- turns every error from below, expected or not, into the contract's JSON
+  error whose ``request_id`` is the response's ``X-Openstack-Request-Id``,
+  logging an unexpected exception (through the redacting filter) and
+  answering it with the generic 500; oslo.middleware's ``catch_errors`` is
+  not used because it logs request bodies unredacted;
+- writes one access log line on ``guard.access`` at INFO, with the path's
+  ids fingerprinted.
+
+:class:`SizeLimit` takes the place of oslo.middleware's ``sizelimit`` in
+guard's pipelines (see its docstring for why).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import webob
+import webob.dec
+import webob.exc
+from oslo_context import context as oslo_context
+from oslo_middleware import request_id as oslo_request_id
+from oslo_middleware import sizelimit
+
+from guard import conf as guard_conf
+from guard import exception, policy
+from guard import log as guard_log
+from guard.api.environ import (
+    ENV_AUTHENTICATED,
+    ENV_CONTEXT,
+    ENV_MAX_BODY_SIZE,
+    ENV_REQUEST_ID,
+)
+from guard.api.errors import JSON, error_for_status, error_response
+from guard.context import Authorizer, RequestContext
+
+LOG = logging.getLogger(__name__)
+ACCESS_LOG = logging.getLogger("guard.access")
+
+REQUEST_ID_HEADER = "X-Openstack-Request-Id"
+TRUSTED_STATUS = "Confirmed"
+PUBLIC_PATHS = frozenset({"/", "/healthcheck"})
+# The contract's pattern of an inbound global request id (oslo's, matched whole).
+_GLOBAL_REQUEST_ID_RE = re.compile(r"req-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
+# Path segments that are route names, logged as they are; anything else in a
+# path (uuids, typos, probes) is fingerprinted, so no id and no client-chosen
+# text reaches the access log raw.
+_ROUTE_WORDS = frozenset({"", "consumers", "healthcheck"})
+# Query parameter names the API defines, logged as they are (values are not).
+_QUERY_NAMES = frozenset(
+    {"project_id", "user_id", "consumer_type", "limit", "marker", "consumer_generation"}
+)
+_METHOD_RE = re.compile(r"[A-Z]{1,16}")
+_DIGITS_RE = re.compile(r"[0-9]{1,20}")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _roles(header: str | None) -> list[str]:
+    """Roles as keystone sends them: comma-separated, implied roles expanded."""
+    return [role.strip() for role in (header or "").split(",") if role.strip()]
+
+
+def context_from_environ(
+    environ: dict[str, Any], enforcer: Authorizer | None
+) -> tuple[RequestContext, bool]:
+    """Build the caller's context; return it and whether the identity is trusted.
+
+    Unless ``X-Identity-Status`` is exactly ``Confirmed`` and a user id is
+    present, every identity header is ignored and the context is anonymous.
+    ``X-Is-Admin-Project`` defaults to false when absent (oslo.context assumes
+    true, which would fail open for an ``is_admin_project:True`` rule).
+    """
+    global_request_id = environ.get(oslo_request_id.GLOBAL_REQ_ID)
+    ids = {
+        "request_id": environ.get(ENV_REQUEST_ID),
+        # Checked again whoever set it: the contract's pattern, matched whole.
+        "global_request_id": (
+            global_request_id
+            if global_request_id and _GLOBAL_REQUEST_ID_RE.fullmatch(global_request_id)
+            else None
+        ),
+    }
+    trusted = environ.get("HTTP_X_IDENTITY_STATUS") == TRUSTED_STATUS and bool(
+        environ.get("HTTP_X_USER_ID") or environ.get("HTTP_X_USER")
+    )
+    if not trusted:
+        return RequestContext(is_admin_project=False, enforcer=enforcer, **ids), False
+    context = RequestContext.from_environ(
+        environ,
+        roles=_roles(environ.get("HTTP_X_ROLES")),
+        service_roles=_roles(environ.get("HTTP_X_SERVICE_ROLES")),
+        is_admin_project=environ.get("HTTP_X_IS_ADMIN_PROJECT", "").lower() == "true",
+        enforcer=enforcer,
+        **ids,
+    )
+    return context, True
+
+
+def ensure_request_ids(environ: dict[str, Any]) -> None:
+    """Give the request ids when no oslo.middleware ``request_id`` runs above.
+
+    Same rules as that filter: a fresh ``req-<uuid4>``, and the inbound
+    header as the global id only when it matches the contract's pattern.
+    """
+    if environ.get(ENV_REQUEST_ID):
+        return
+    environ[ENV_REQUEST_ID] = oslo_context.generate_request_id()
+    inbound = environ.get("HTTP_X_OPENSTACK_REQUEST_ID", "")
+    if _GLOBAL_REQUEST_ID_RE.fullmatch(inbound):
+        environ[oslo_request_id.GLOBAL_REQ_ID] = inbound
+
+
+def loggable_target(path: str, query: str) -> str:
+    """The path and query with every id, value and unknown word fingerprinted.
+
+    Only route words, the API's parameter names and plain numbers (limits,
+    generations) stay readable.
+    """
+    logged = "/".join(
+        segment if segment in _ROUTE_WORDS else guard_log.fingerprint(segment)
+        for segment in path.split("/")
+    )
+    if not query:
+        return logged
+    pairs = []
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        safe_value = value if _DIGITS_RE.fullmatch(value) else guard_log.fingerprint(value)
+        safe_name = name if name in _QUERY_NAMES else guard_log.fingerprint(name)
+        pairs.append(f"{safe_name}={safe_value}")
+    return f"{logged}?{'&'.join(pairs)}"
+
+
+def _scrub_values(context: RequestContext) -> dict[str, str]:
+    """This request's own tokens and ids, for the log filter to scrub by value."""
+    values = {
+        "auth_token": context.auth_token,
+        "service_token": context.service_token,
+        "user_id": context.user_id,
+        "project_id": context.project_id,
+        "service_user_id": context.service_user_id,
+        "service_project_id": context.service_project_id,
+    }
+    return {name: value for name, value in values.items() if value}
+
+
+class GuardMiddleware:
+    """The edge filter: trusted identity in, contract-shaped errors out."""
+
+    def __init__(self, application: WSGIApp, enforcer: Authorizer | None) -> None:
+        self.application = application
+        self.enforcer = enforcer
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        started = time.perf_counter()
+        ensure_request_ids(environ)
+        request_id = environ[ENV_REQUEST_ID]
+        req = webob.Request(environ)
+        response = self._respond(req, request_id)
+        # Set here, in its canonical spelling, whether or not oslo's request_id
+        # runs above (it then keeps this header and adds none).
+        response.headers[REQUEST_ID_HEADER] = request_id
+        self._log_access(req, response, started, request_id)
+        return response(environ, start_response)
+
+    def _respond(self, req: webob.Request, request_id: str) -> webob.Response:
+        context, authenticated = context_from_environ(req.environ, self.enforcer)
+        req.environ[ENV_CONTEXT] = context
+        req.environ[ENV_AUTHENTICATED] = authenticated
+        if not authenticated and req.path_info not in PUBLIC_PATHS:
+            return error_response(exception.Unauthorized(), request_id)
+        with guard_log.request_scope(_scrub_values(context)):
+            try:
+                response = req.get_response(self.application)
+            except exception.GuardError as error:
+                return error_response(error, request_id)
+            except webob.exc.HTTPException as error:
+                return error_response(error_for_status(error.code), request_id)
+            except Exception:
+                LOG.exception(
+                    "Unexpected error answering %s %s (%s)",
+                    self._method(req),
+                    loggable_target(req.path_info, ""),
+                    request_id,
+                )
+                return error_response(exception.Internal(), request_id)
+        if response.status_code >= 400 and response.content_type != JSON:
+            allowed = [m.strip() for m in response.headers.get("Allow", "").split(",")]
+            error = error_for_status(response.status_code, [m for m in allowed if m])
+            return error_response(error, request_id)
+        return response
+
+    @staticmethod
+    def _method(req: webob.Request) -> str:
+        return req.method if _METHOD_RE.fullmatch(req.method) else "?"
+
+    def _log_access(
+        self, req: webob.Request, response: webob.Response, started: float, request_id: str
+    ) -> None:
+        if not ACCESS_LOG.isEnabledFor(logging.INFO):
+            return
+        length = response.content_length
+        if length is None:
+            length = len(response.body)
+        ACCESS_LOG.info(
+            "%s %s %d %d bytes %d us %s",
+            self._method(req),
+            loggable_target(req.path_info, req.query_string),
+            response.status_code,
+            length,
+            (time.perf_counter() - started) * 1_000_000,
+            request_id,
+        )
+
+
+class SizeLimit(sizelimit.RequestBodySizeLimiter):
+    """oslo.middleware's body size limit, enforced where the contract orders it.
+
+    oslo's filter answers 413 itself, before identity and routing are checked
+    and with its own HTML body, while the contract puts the size check after
+    401, 404/405, the uuid and the content type, and wants its JSON error. So
+    this filter reads the same option (``[oslo_middleware]
+    max_request_body_size``, 65,536 by guard's default), hands the limit down
+    to the API's body reader, and bounds a body of unknown length with oslo's
+    ``LimitingReader`` as oslo does.
+    """
+
+    def __init__(self, application: WSGIApp | None, conf: Any = None) -> None:
+        super().__init__(application, conf)
+        # Read once: oslo's _conf_get re-applies a paste value per request.
+        self.max_size: int = self._conf_get("max_request_body_size")
+
+    @webob.dec.wsgify
+    def __call__(self, req: webob.Request) -> webob.Response:
+        req.environ[ENV_MAX_BODY_SIZE] = self.max_size
+        if req.content_length is None and req.is_body_readable:
+            req.body_file = sizelimit.LimitingReader(req.body_file, self.max_size)
+        return req.get_response(self.application)
+
+
+@functools.cache
+def shared_enforcer(config_file: str | None) -> Any:
+    """One policy enforcer per configuration file, shared by paste's factories."""
+    return policy.make_enforcer(guard_conf.load([config_file] if config_file else []))
+
+
+def filter_factory(global_conf: dict[str, str], **local_conf: str) -> Callable[..., Any]:
+    """PasteDeploy factory of :class:`GuardMiddleware`.
+
+    ``config_file`` (in the filter's section or ``[DEFAULT]``) names the
+    guard.conf whose ``[oslo_policy]`` options configure the policy engine.
+    """
+    config_file = local_conf.get("config_file") or global_conf.get("config_file")
+    enforcer = shared_enforcer(config_file)
+
+    def _filter(app: WSGIApp) -> GuardMiddleware:
+        return GuardMiddleware(app, enforcer)
+
+    return _filter

@@ -1,0 +1,533 @@
+"""The only door to consumer rows: authorize, then query, in one transaction.
+
+Every method takes the caller's request context first, validates its input
+before any SQL runs, and asks the policy engine about the *stored row's*
+owners (for a create, the requested owner), never about the caller's own ids.
+
+* A row the caller may not show is reported exactly as a missing one (same
+  error, same detail), for get, update and delete: no existence oracle.
+* A denied write issues no INSERT, UPDATE or DELETE.
+* Writes are compare-and-swaps on the row's generation, so a decision made
+  on a row can never be applied to a row that changed in between.
+* Lists are filtered in SQL: the list rule is compiled for the caller
+  (:mod:`guard.policy.sqlfilter`) and paged by uuid (keyset), so a page costs
+  the same at a thousand rows as at a million.
+
+Only :mod:`guard.exception` errors leave this module; database faults become
+``Unavailable`` with a detail that names no host, user or SQL.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import select
+from sqlalchemy import update as sql_update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, Row
+
+from guard import exception, validation
+from guard.db import api as db_api
+from guard.db import models
+from guard.policy import sqlfilter
+
+LOG = logging.getLogger(__name__)
+
+LIST: Final = "guard:consumers:list"
+SHOW: Final = "guard:consumers:show"
+CREATE: Final = "guard:consumers:create"
+UPDATE: Final = "guard:consumers:update"
+DELETE: Final = "guard:consumers:delete"
+
+#: The one detail of a missing *and* of an invisible consumer.
+NOT_FOUND_DETAIL: Final = "The consumer could not be found."
+EXISTS_DETAIL: Final = (
+    "A consumer with this uuid already exists; send its consumer_generation to update it."
+)
+CEILING_DETAIL: Final = (
+    f"The consumer's generation is at its maximum ({validation.MAX_GENERATION}); "
+    "it cannot be updated any more."
+)
+CHANGED_DETAIL: Final = "The consumer changed while the request ran; read it again and retry."
+# Rows read per batch when the list rule must be evaluated row by row.
+PER_ROW_BATCH: Final = 200
+
+
+class _Keep:
+    """Type of :data:`KEEP`: "leave this attribute as it is" in an update."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+#: ``update(consumer_type=KEEP)`` (the default) leaves the type unchanged;
+#: ``None`` clears it.
+KEEP: Final = _Keep()
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A consumer as the API shows it: owners by their keystone ids."""
+
+    uuid: str
+    project_id: str
+    user_id: str
+    consumer_type: str | None
+    generation: int
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's consumer JSON (ISO 8601 UTC timestamps)."""
+        return {
+            "uuid": self.uuid,
+            "project_id": self.project_id,
+            "user_id": self.user_id,
+            "consumer_type": self.consumer_type,
+            "generation": self.generation,
+            "created_at": _iso8601(self.created_at),
+            "updated_at": _iso8601(self.updated_at),
+        }
+
+    def target(self) -> dict[str, Any]:
+        """The policy target: this consumer's owners."""
+        return {
+            "project_id": self.project_id,
+            "user_id": self.user_id,
+            "consumer_type": self.consumer_type,
+            "uuid": self.uuid,
+        }
+
+
+@dataclass(frozen=True)
+class ConsumerPage:
+    """One page of a list; ``next_marker`` is ``None`` exactly when no visible row follows."""
+
+    consumers: builtins.list[Consumer]
+    next_marker: str | None
+
+
+def _iso8601(moment: datetime.datetime) -> str:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now() -> datetime.datetime:
+    """Naive UTC, whole seconds: the same value round-trips on SQLite and PostgreSQL."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
+
+
+# The target keys a rule may format, and the columns holding them.
+_TARGET_COLUMNS: Final = {
+    "project_id": models.Project.external_id,
+    "user_id": models.User.external_id,
+    "consumer_type": models.ConsumerType.name,
+    "uuid": models.Consumer.uuid,
+}
+
+# A consumer with its owners' external ids. Core rows, not ORM objects: a
+# guarded get must cost little more than the bare select (benchmarked).
+_SELECT_CONSUMER: Final = (
+    select(
+        models.Consumer.id,
+        models.Consumer.uuid,
+        models.Project.external_id.label("project_id"),
+        models.User.external_id.label("user_id"),
+        models.ConsumerType.name.label("consumer_type"),
+        models.Consumer.generation,
+        models.Consumer.created_at,
+        models.Consumer.updated_at,
+    )
+    .select_from(models.Consumer)
+    .join(models.Project, models.Project.id == models.Consumer.project_id)
+    .join(models.User, models.User.id == models.Consumer.user_id)
+    .outerjoin(models.ConsumerType, models.ConsumerType.id == models.Consumer.consumer_type_id)
+)
+
+
+def _consumer(row: Row[Any]) -> Consumer:
+    return Consumer(
+        uuid=row.uuid,
+        project_id=row.project_id,
+        user_id=row.user_id,
+        consumer_type=row.consumer_type,
+        generation=row.generation,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class ConsumerRepository:
+    """Guarded access to consumers: ``ConsumerRepository(engine, enforcer)``.
+
+    ``enforcer`` is a :class:`guard.policy.Enforcer` (or any oslo.policy
+    enforcer with ``authorize()`` and ``snapshot()``).
+    """
+
+    def __init__(self, engine: Engine, enforcer: Any) -> None:
+        self._engine = engine
+        self._enforcer = enforcer
+
+    # -- decisions --------------------------------------------------------------------
+
+    def _allowed(self, ctx: Any, action: str, target: dict[str, Any]) -> bool:
+        """One decision; an engine that fails to decide denies (fail closed)."""
+        try:
+            return bool(self._enforcer.authorize(action, target, ctx, do_raise=False))
+        except Exception as error:
+            LOG.warning("policy check %s failed (%s); denied", action, type(error).__name__)
+            return False
+
+    def _visible_row(self, conn: Connection, ctx: Any, uuid: str) -> Row[Any]:
+        """The row of ``uuid`` if the caller may show it; else the one NotFound."""
+        row = conn.execute(_SELECT_CONSUMER.where(models.Consumer.uuid == uuid)).one_or_none()
+        if row is None or not self._allowed(ctx, SHOW, _consumer(row).target()):
+            raise exception.NotFound(NOT_FOUND_DETAIL)
+        return row
+
+    def _compile_list_rule(self, ctx: Any) -> sqlfilter.RowFilter:
+        return sqlfilter.compile_filter(self._enforcer.snapshot(), LIST, ctx, _TARGET_COLUMNS)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def get(self, ctx: Any, uuid: str) -> Consumer:
+        """The consumer ``uuid``; ``NotFound`` when missing or not visible to the caller."""
+        uuid = validation.normalize_uuid(uuid)
+        row = self._run(lambda conn: self._visible_row(conn, ctx, uuid), write=False)
+        return _consumer(row)
+
+    def can_list(self, ctx: Any) -> bool:
+        """Whether the list rule can allow any row for these credentials (not the data)."""
+        return self._compile_list_rule(ctx).kind != "deny"
+
+    def list(
+        self,
+        ctx: Any,
+        *,
+        project_id: str | None = None,
+        user_id: str | None = None,
+        consumer_type: str | None = None,
+        limit: int = validation.DEFAULT_LIMIT,
+        marker: str | None = None,
+    ) -> ConsumerPage:
+        """One page of the consumers the list rule lets the caller see, in uuid order.
+
+        ``project_id``, ``user_id`` and ``consumer_type`` narrow the list;
+        ``marker`` is the ``next_marker`` of the previous page. ``Forbidden``
+        when the rule cannot allow any row for these credentials.
+        """
+        if project_id is not None:
+            project_id = validation.validate_external_id(project_id, "project_id")
+        if user_id is not None:
+            user_id = validation.validate_external_id(user_id, "user_id")
+        consumer_type = validation.validate_consumer_type(consumer_type)
+        limit = validation.validate_limit(limit)
+        if marker is not None:
+            marker = validation.normalize_uuid(marker, "marker")
+        row_filter = self._compile_list_rule(ctx)
+        if row_filter.kind == "deny":
+            raise exception.Forbidden()
+        query = _SELECT_CONSUMER.order_by(models.Consumer.uuid)
+        if project_id is not None:
+            query = query.where(models.Project.external_id == project_id)
+        if user_id is not None:
+            query = query.where(models.User.external_id == user_id)
+        if consumer_type is not None:
+            query = query.where(models.ConsumerType.name == consumer_type)
+        if row_filter.kind == "per_row":
+            LOG.warning(
+                "listing consumers row by row: the list rule has a part SQL cannot express (%s)",
+                row_filter.reason,
+            )
+            rows = self._run(
+                lambda conn: self._scan_per_row(conn, ctx, query, marker, limit + 1),
+                write=False,
+            )
+        else:
+            if row_filter.kind == "condition":
+                query = query.where(row_filter.condition)
+            if marker is not None:
+                query = query.where(models.Consumer.uuid > marker)
+            query = query.limit(limit + 1)
+            rows = self._run(lambda conn: conn.execute(query).all(), write=False)
+        page = [_consumer(row) for row in rows[:limit]]
+        next_marker = page[-1].uuid if len(rows) > limit else None
+        return ConsumerPage(consumers=page, next_marker=next_marker)
+
+    def _scan_per_row(
+        self,
+        conn: Connection,
+        ctx: Any,
+        query: sqlalchemy.Select[Any],
+        marker: str | None,
+        wanted: int,
+    ) -> builtins.list[Row[Any]]:
+        """Up to ``wanted`` rows the list rule allows, deciding row by row."""
+        allowed: builtins.list[Row[Any]] = []
+        while len(allowed) < wanted:
+            batch_query = query.limit(PER_ROW_BATCH)
+            if marker is not None:
+                batch_query = batch_query.where(models.Consumer.uuid > marker)
+            batch = conn.execute(batch_query).all()
+            for row in batch:
+                if self._allowed(ctx, LIST, _consumer(row).target()):
+                    allowed.append(row)
+                    if len(allowed) == wanted:
+                        break
+            if len(batch) < PER_ROW_BATCH:
+                break
+            marker = batch[-1].uuid
+        return allowed
+
+    # -- writes -----------------------------------------------------------------------
+
+    def create(
+        self,
+        ctx: Any,
+        uuid: str,
+        *,
+        project_id: str,
+        user_id: str,
+        consumer_type: str | None = None,
+    ) -> Consumer:
+        """Create consumer ``uuid`` owned by ``project_id``/``user_id``, at generation 0.
+
+        ``Forbidden`` unless the create rule allows the requested owner;
+        ``ConcurrentUpdate`` when the uuid exists already (a uuid is a global
+        name: so it is whoever owns it, and even if another create wins a race).
+        """
+        uuid = validation.normalize_uuid(uuid)
+        project_id = validation.validate_external_id(project_id, "project_id")
+        user_id = validation.validate_external_id(user_id, "user_id")
+        consumer_type = validation.validate_consumer_type(consumer_type)
+        target = {
+            "project_id": project_id,
+            "user_id": user_id,
+            "consumer_type": consumer_type,
+            "uuid": uuid,
+        }
+        if not self._allowed(ctx, CREATE, target):
+            raise exception.Forbidden()
+
+        def work(conn: Connection) -> Consumer:
+            existing = conn.execute(
+                select(models.Consumer.id).where(models.Consumer.uuid == uuid)
+            ).first()
+            if existing is not None:
+                raise exception.ConcurrentUpdate(EXISTS_DETAIL)
+            now = _now()
+            values = {
+                "uuid": uuid,
+                "project_id": _get_or_create(conn, models.Project, project_id),
+                "user_id": _get_or_create(conn, models.User, user_id),
+                "consumer_type_id": (
+                    None
+                    if consumer_type is None
+                    else _get_or_create(conn, models.ConsumerType, consumer_type)
+                ),
+                "generation": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            # ON CONFLICT DO NOTHING: a create that loses a race to another one
+            # is answered like the duplicate it is, not with an integrity error.
+            inserted = conn.execute(
+                _insert_ignoring_conflict(conn, models.Consumer, "uuid")
+                .values(values)
+                .returning(models.Consumer.id)
+            ).first()
+            if inserted is None:
+                raise exception.ConcurrentUpdate(EXISTS_DETAIL)
+            return Consumer(
+                uuid=uuid,
+                project_id=project_id,
+                user_id=user_id,
+                consumer_type=consumer_type,
+                generation=0,
+                created_at=now,
+                updated_at=now,
+            )
+
+        return self._run(work, write=True)
+
+    def update(
+        self,
+        ctx: Any,
+        uuid: str,
+        *,
+        generation: int,
+        project_id: str | None = None,
+        user_id: str | None = None,
+        consumer_type: str | _Keep | None = KEEP,
+    ) -> Consumer:
+        """Set the owners (``None``: unchanged) and type of consumer ``uuid``; bump its generation.
+
+        ``generation`` must equal the stored one. ``NotFound`` when missing or
+        not visible; ``Forbidden`` without the update right on the current
+        owner, or without the create right on a new project or user;
+        ``ConcurrentUpdate`` on a stale generation; ``Conflict`` at the
+        generation ceiling.
+        """
+        uuid = validation.normalize_uuid(uuid)
+        generation = validation.validate_generation(generation)
+        if project_id is not None:
+            project_id = validation.validate_external_id(project_id, "project_id")
+        if user_id is not None:
+            user_id = validation.validate_external_id(user_id, "user_id")
+        if not isinstance(consumer_type, _Keep):
+            consumer_type = validation.validate_consumer_type(consumer_type)
+
+        def work(conn: Connection) -> Consumer:
+            row = self._visible_row(conn, ctx, uuid)
+            current = _consumer(row)
+            if not self._allowed(ctx, UPDATE, current.target()):
+                raise exception.Forbidden()
+            wanted = Consumer(
+                uuid=uuid,
+                project_id=current.project_id if project_id is None else project_id,
+                user_id=current.user_id if user_id is None else user_id,
+                consumer_type=(
+                    current.consumer_type if isinstance(consumer_type, _Keep) else consumer_type
+                ),
+                generation=generation + 1,
+                created_at=current.created_at,
+                updated_at=_now(),
+            )
+            moves = (wanted.project_id, wanted.user_id) != (current.project_id, current.user_id)
+            if moves and not self._allowed(ctx, CREATE, wanted.target()):
+                raise exception.Forbidden()
+            _check_generation(generation, current.generation)
+            if current.generation >= validation.MAX_GENERATION:
+                raise exception.Conflict(CEILING_DETAIL)
+            # Only owners that change are looked up (or created).
+            values: dict[str, Any] = {
+                "generation": generation + 1,
+                "updated_at": wanted.updated_at,
+            }
+            if wanted.project_id != current.project_id:
+                values["project_id"] = _get_or_create(conn, models.Project, wanted.project_id)
+            if wanted.user_id != current.user_id:
+                values["user_id"] = _get_or_create(conn, models.User, wanted.user_id)
+            if wanted.consumer_type != current.consumer_type:
+                values["consumer_type_id"] = (
+                    None
+                    if wanted.consumer_type is None
+                    else _get_or_create(conn, models.ConsumerType, wanted.consumer_type)
+                )
+            changed = conn.execute(
+                sql_update(models.Consumer)
+                .where(models.Consumer.id == row.id, models.Consumer.generation == generation)
+                .values(values)
+            ).rowcount
+            if changed != 1:
+                _raise_lost_race(conn, uuid, generation)
+            return wanted
+
+        return self._run(work, write=True)
+
+    def delete(self, ctx: Any, uuid: str, *, generation: int | None = None) -> None:
+        """Delete consumer ``uuid`` (at ``generation``, when given).
+
+        ``NotFound`` when missing or not visible; ``Forbidden`` without the
+        delete right; ``ConcurrentUpdate`` on a stale generation.
+        """
+        uuid = validation.normalize_uuid(uuid)
+        if generation is not None:
+            generation = validation.validate_generation(generation)
+
+        def work(conn: Connection) -> None:
+            row = self._visible_row(conn, ctx, uuid)
+            current = _consumer(row)
+            if not self._allowed(ctx, DELETE, current.target()):
+                raise exception.Forbidden()
+            if generation is not None:
+                _check_generation(generation, current.generation)
+            # The decision was made on this generation of the row: delete that one only.
+            deleted = conn.execute(
+                sql_delete(models.Consumer).where(
+                    models.Consumer.id == row.id,
+                    models.Consumer.generation == current.generation,
+                )
+            ).rowcount
+            if deleted != 1:
+                _raise_lost_race(conn, uuid, current.generation)
+
+        self._run(work, write=True)
+
+    def ping(self) -> None:
+        """Check that the database answers; ``Unavailable`` when it does not."""
+        self._run(lambda conn: conn.execute(select(1)).scalar_one(), write=False)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _run(self, work: Any, *, write: bool) -> Any:
+        try:
+            return db_api.run_in_transaction(self._engine, work, write=write)
+        except sqlalchemy.exc.IntegrityError as error:
+            # Every uniqueness race is handled above; what remains is a fault.
+            LOG.warning("integrity error (%s)", type(error.orig).__name__)
+            raise exception.Conflict() from None
+
+
+def _check_generation(expected: int, actual: int) -> None:
+    if expected != actual:
+        raise exception.ConcurrentUpdate(
+            f"Expected generation {expected}, but the consumer is at generation {actual}."
+        )
+
+
+def _raise_lost_race(conn: Connection, uuid: str, expected: int) -> None:
+    """A compare-and-swap matched no row: say why, after the fact."""
+    actual = conn.execute(
+        select(models.Consumer.generation).where(models.Consumer.uuid == uuid)
+    ).scalar_one_or_none()
+    if actual is None:
+        raise exception.NotFound(NOT_FOUND_DETAIL)
+    _check_generation(expected, actual)
+    raise exception.ConcurrentUpdate(CHANGED_DETAIL)
+
+
+_NAME_COLUMN: Final = {
+    models.Project: "external_id",
+    models.User: "external_id",
+    models.ConsumerType: "name",
+}
+
+
+def _insert_ignoring_conflict(conn: Connection, model: type[models.Base], column: str) -> Any:
+    """``INSERT .. ON CONFLICT (column) DO NOTHING`` in the connection's dialect."""
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    return dialect_insert(model).on_conflict_do_nothing(index_elements=[column])
+
+
+def _get_or_create(
+    conn: Connection, model: type[models.Project | models.User | models.ConsumerType], name: str
+) -> int:
+    """The id of the row named ``name``, inserting it if needed; safe when creates race.
+
+    ``ON CONFLICT DO NOTHING`` then a re-read (a new snapshot under READ
+    COMMITTED) instead of catching the unique violation, which on PostgreSQL
+    would abort the whole transaction.
+    """
+    column = getattr(model, _NAME_COLUMN[model])
+    found = conn.execute(select(model.id).where(column == name)).scalar_one_or_none()
+    if found is not None:
+        return found
+    inserted = conn.execute(
+        _insert_ignoring_conflict(conn, model, _NAME_COLUMN[model])
+        .values({_NAME_COLUMN[model]: name})
+        .returning(model.id)
+    ).scalar_one_or_none()
+    if inserted is not None:
+        return inserted
+    return conn.execute(select(model.id).where(column == name)).scalar_one()
+
+
+__all__ = ["KEEP", "Consumer", "ConsumerPage", "ConsumerRepository"]

@@ -1,0 +1,136 @@
+"""``guard load`` over real HTTP against a real guard on a real SQLite file.
+
+The server is the ``trusted`` pipeline from guard.deploy, served by waitress
+in this process; the load runs as the ``guard load`` command (a subprocess)
+or through :func:`guard.load.run_load`, and the invariants are checked
+against the database file.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from webtest.http import StopableWSGIServer
+
+from guard import conf as guard_conf
+from guard import deploy, load
+from guard.cmd import main as guard_main
+
+
+@pytest.fixture
+def served(sqlite_url: str) -> Iterator[tuple[str, str]]:
+    """A guard (trusted pipeline) on ``sqlite_url``: yields (base URL, database URL)."""
+    conf = guard_conf.load([])
+    conf.set_override("connection", sqlite_url, group="database")
+    services = deploy.build_services(conf, migrate=True)
+    app = deploy.build_pipeline(services, "trusted")
+    server = StopableWSGIServer.create(app, threads=8, expose_tracebacks=False)
+    try:
+        yield server.application_url.rstrip("/"), sqlite_url
+    finally:
+        server.shutdown()
+        services.engine.dispose()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "guard", "load", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_the_command_runs_a_bounded_checked_load(served):
+    url, database = served
+    done = run_cli("--url", url, "--requests", "600", "--threads", "6", "--shared", "1",
+                   "--database", database, "--json")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["passed"] is True
+    assert report["requests"] == 600
+    verdicts = {i["name"]: i for i in report["invariants"]}
+    assert set(verdicts) == {
+        "acknowledged_writes_kept", "generations_monotonic", "no_server_errors",
+        "project_isolation",
+    }  # fmt: skip
+    assert all(v["passed"] and v["checked"] > 0 for v in verdicts.values())
+    # One shared consumer per project and six writers: the generation is contended.
+    assert report["conflicts"] > 0
+    assert {"200", "201", "204", "404", "409"} <= set(report["statuses"])
+    assert report["latency_ms"]["p99"] >= report["latency_ms"]["p50"] > 0
+    # Project B's member lacks the reader role: it creates but never lists.
+    assert set(report["by_persona"]["member-b"]["list"]) == {"403"}
+    assert "guard load:" in done.stderr  # progress
+
+
+def test_the_text_report_names_rate_percentiles_and_verdicts(served):
+    url, _ = served
+    done = run_cli("--url", url, "--requests", "100", "--threads", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "requests/s, p50 " in done.stdout and " ms, p99 " in done.stdout
+    assert "PASS generations_monotonic" in done.stdout
+    assert "SKIP acknowledged_writes_kept" in done.stdout  # no --database
+
+
+def test_the_load_stops_by_itself_after_its_seconds(served):
+    url, _ = served
+    config = load.LoadConfig(url=url, threads=3, requests=None, duration=1.0)
+    run = load.run_load(config)
+    assert 1.0 <= run.finished - run.seeded < 10.0
+    assert len(run.recorder.records) > 0
+
+
+def test_a_write_lost_by_the_database_fails_the_run(served):
+    url, database = served
+    run = load.run_load(load.LoadConfig(url=url, threads=4, requests=300, shared=1))
+    assert load.judge(run, database_url=database)["passed"] is True
+    updated = next(r.uuid for r in run.recorder.records
+                   if r.action == "update" and r.status == 200)  # fmt: skip
+    engine = sa.create_engine(database)
+    with engine.begin() as conn:  # the database "forgets" an acknowledged update
+        conn.execute(sa.text("UPDATE consumers SET generation = generation - 1 WHERE uuid = :u"),
+                     {"u": updated})  # fmt: skip
+    engine.dispose()
+    summary = load.judge(run, database_url=database)
+    failed = [i["name"] for i in summary["invariants"] if not i["passed"]]
+    assert failed == ["acknowledged_writes_kept"]
+    assert summary["passed"] is False
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://192.0.2.1:8778",
+        "http://10.0.0.1",
+        "https://127.0.0.1:8778",
+        "http://127.0.0.1:8778/consumers",
+        "http://[2001:db8::1]:8778",
+    ],
+)
+def test_only_loopback_roots_are_loaded(url, capsys):
+    assert guard_main(["load", "--url", url, "--requests", "5"]) == 2
+    assert "guard load:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1", "http://127.9.9.9:1", "http://[::1]:1"])
+def test_loopback_addresses_are_accepted(url):
+    host, port = load.loopback_target(url)
+    assert port == 1 and host in ("127.0.0.1", "127.9.9.9", "::1")
+
+
+def test_a_load_without_a_bound_is_refused():
+    with pytest.raises(load.LoadError, match="stop by itself"):
+        load.LoadConfig(requests=None, duration=None)
+
+
+def test_a_target_that_does_not_answer_is_reported_not_loaded(capsys):
+    with socket.socket() as sock:  # a bound port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        assert guard_main(["load", "--url", f"http://127.0.0.1:{port}", "--requests", "5"]) == 2
+    assert "no answer from" in capsys.readouterr().err

@@ -1,0 +1,224 @@
+"""``guard serve`` as a user runs it: a subprocess, its printed curl lines, its logs.
+
+The curl lines ``--demo`` prints are parsed and sent with urllib (not curl,
+which a test machine may lack); each must answer the status printed above
+it. Also: an invalid policy file refuses the start naming rule and line, the
+flags override the configuration file, the sample configuration is current.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from oslo_config import generator
+
+from guard import conf as guard_conf
+from guard import demo, deploy
+from guard.cmd import build_parser
+from guard.cmd import serve as serve_cmd
+from tests.functional.test_api_support import REQUEST_ID_RE, http, services_for
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "etc" / "guard" / "guard.conf.sample"
+SAMPLE_NAMESPACES = ["guard", "oslo.policy", "keystonemiddleware.auth_token"]
+STARTUP_TIMEOUT = 60
+
+
+def guard_serve(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "guard", "serve", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def read_until_serving(process: subprocess.Popen[str]) -> list[str]:
+    """The stdout lines up to and including the "guard serving" line."""
+    lines: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("guard serving "):
+                break
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not done.wait(STARTUP_TIMEOUT):
+        process.kill()
+        pytest.fail(f"guard serve did not start: {lines}")
+    return lines
+
+
+def parse_curl(line: str) -> tuple[str, str, dict[str, str], bytes | None]:
+    """Method, URL, headers and body of one printed curl line."""
+    words = shlex.split(line)
+    assert words[:4] == ["curl", "-s", "-w", r"\n%{http_code}\n"]
+    method, headers, body, url = "GET", {}, None, ""
+    position = 4
+    while position < len(words):
+        word = words[position]
+        if word == "-X":
+            method = words[position + 1]
+            position += 2
+        elif word == "-H":
+            name, _, value = words[position + 1].partition(": ")
+            headers[name] = value
+            position += 2
+        elif word == "-d":
+            body = words[position + 1].encode()
+            position += 2
+        else:
+            url = word
+            position += 1
+    return method, url, headers, body
+
+
+def test_demo_lines_answer_as_printed(tmp_path: Path) -> None:
+    process = guard_serve(tmp_path, "--demo", "--port", "0")
+    try:
+        lines = read_until_serving(process)
+        calls = [
+            (int(comment.rsplit("expect ", 1)[1]), curl)
+            for comment, curl in itertools.pairwise(lines)
+            if comment.startswith("# ") and curl.startswith("curl ")
+        ]
+        assert len(calls) == len(demo.calls())
+        personas = set()
+        for expected, curl in calls:
+            method, url, headers, body = parse_curl(curl)
+            assert url.startswith("http://127.0.0.1:")
+            personas.add(headers["X-User-Id"])
+            status, response_headers, _ = http(method, url, headers, body)
+            assert status == expected, curl
+            assert REQUEST_ID_RE.match(response_headers["X-Openstack-Request-Id"])
+        assert {"demo-admin", "demo-alice", "demo-eve"} <= personas
+        assert (tmp_path / "var" / "guard.sqlite").exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    access = [line for line in stderr.splitlines() if " guard.access " in line]
+    assert len(access) == len(calls)
+    for line in stderr.splitlines():
+        for uuid, _, _ in demo.SEEDED:
+            assert uuid not in line and uuid.replace("-", "") not in line
+        assert "demo-alice" not in line and "demo-project-a" not in line
+
+
+def test_invalid_policy_file_refuses_to_start(tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text('# operator rules\n"guard:consumers:list": "rule:admin or"\n')
+    process = guard_serve(tmp_path, "--port", "0", "--policy-file", str(policy_file))
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "guard serving" not in stdout
+    assert "guard:consumers:list" in stderr
+    assert "policy.yaml:2" in stderr
+    assert "rule:admin or" not in stderr  # names rule and line, not the text
+
+
+def test_flags_override_the_configuration_file(tmp_path: Path) -> None:
+    config = tmp_path / "guard.conf"
+    config.write_text(
+        "[guard]\npipeline = main\n[api]\nbind_host = 127.0.0.2\nbind_port = 9000\nthreads = 3\n"
+        "[database]\nconnection = sqlite:///from-file.sqlite\n"
+    )
+    parser = build_parser("serve")
+    args = parser.parse_args(
+        [
+            "serve",
+            "--config-file",
+            str(config),
+            "--port",
+            "9100",
+            "--pipeline",
+            "trusted",
+            "--database",
+            "sqlite:///flag.sqlite",
+        ]
+    )
+    conf = guard_conf.load(args.config_file)
+    assert conf.guard.pipeline == "main" and conf.api.bind_port == 9000
+    serve_cmd._apply_flags(conf, args)
+    assert conf.guard.pipeline == "trusted"
+    assert conf.api.bind_port == 9100
+    assert conf.database.connection == "sqlite:///flag.sqlite"
+    assert conf.api.bind_host == "127.0.0.2" and conf.api.threads == 3  # not overridden
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "host", "warns"),
+    [
+        ("trusted", "127.0.0.1", False),
+        ("trusted", "::1", False),
+        ("trusted", "localhost", False),
+        ("trusted", "0.0.0.0", True),
+        ("trusted", "192.0.2.10", True),
+        ("trusted", "guard.example", True),
+        ("main", "0.0.0.0", False),
+    ],
+)
+def test_trusted_pipeline_off_loopback_warns(pipeline: str, host: str, warns: bool) -> None:
+    warning = serve_cmd.bind_warning(pipeline, host)
+    assert (warning is not None) == warns
+    if warning:
+        assert host in warning and "trusted" in warning
+
+
+def test_sample_configuration_is_current(tmp_path: Path) -> None:
+    fresh = tmp_path / "guard.conf.sample"
+    args = [arg for ns in SAMPLE_NAMESPACES for arg in ("--namespace", ns)]
+    generator.main([*args, "--output-file", str(fresh)])
+    assert fresh.read_text() == SAMPLE.read_text(), (
+        "etc/guard/guard.conf.sample is stale; regenerate it with: oslo-config-generator "
+        + " ".join(args)
+        + " --output-file etc/guard/guard.conf.sample"
+    )
+    assert "#max_request_body_size = 65536" in fresh.read_text()
+
+
+def test_main_pipeline_without_keystone_settings_refuses_to_start(tmp_path: Path) -> None:
+    process = guard_serve(tmp_path, "--port", "0", "--pipeline", "main")
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "guard serving" not in stdout
+    assert "www_authenticate_uri" in stderr
+
+
+def test_main_pipeline_problem_is_cleared_by_the_keystone_settings(sqlite_url: str) -> None:
+    services = services_for(sqlite_url)
+    try:
+        services.conf.set_override("pipeline", "main", group="guard")
+        deploy.build_pipeline(services, "main")  # registers keystonemiddleware's options
+        assert serve_cmd.main_pipeline_problem(services.conf)
+        services.conf.set_override(
+            "www_authenticate_uri", "https://keystone.example/identity", "keystone_authtoken"
+        )
+        assert serve_cmd.main_pipeline_problem(services.conf) is None
+        services.conf.set_override("pipeline", "trusted", group="guard")
+        services.conf.clear_override("www_authenticate_uri", "keystone_authtoken")
+        assert serve_cmd.main_pipeline_problem(services.conf) is None
+    finally:
+        services.decision_log.close()
+        services.engine.dispose()
+
+
+def test_demo_needs_the_trusted_pipeline(tmp_path: Path) -> None:
+    process = guard_serve(tmp_path, "--port", "0", "--pipeline", "main", "--demo")
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2 and "trusted" in stderr

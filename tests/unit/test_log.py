@@ -1,0 +1,467 @@
+"""guard.log: fingerprints, the redaction patterns, the filter on real handlers."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import logging.config
+import re
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from oslo_context import context as oslo_context
+
+from guard import log as guard_log
+
+FINGERPRINT_RE = re.compile(r"<id:[0-9a-f]{8}>")
+
+
+class ListHandler(logging.Handler):
+    """A real handler that keeps each formatted line, with guard's filter on it."""
+
+    def __init__(self, formatter: logging.Formatter | None = None) -> None:
+        super().__init__(logging.DEBUG)
+        self.addFilter(guard_log.RedactingFilter())
+        self.setFormatter(formatter or logging.Formatter("%(levelname)s %(message)s"))
+        self.lines: list[str] = []
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def logger() -> logging.Logger:
+    """A private logger with a filtered handler; nothing propagates to root."""
+    lg = logging.Logger("guard.test")
+    lg.setLevel(logging.DEBUG)
+    lg.addHandler(ListHandler())
+    return lg
+
+
+@pytest.fixture
+def isolated_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let a test call install(); undo its process-wide effects afterwards.
+
+    install() patches logging and puts the filter on every existing handler,
+    pytest's own among them: left in place, caplog in later tests would see
+    redacted records.
+    """
+    monkeypatch.setattr(guard_log, "_fingerprinter", guard_log._fingerprinter)
+    monkeypatch.setattr(guard_log, "_installed", guard_log._installed)
+    monkeypatch.setattr(logging.Logger, "addHandler", logging.Logger.addHandler)
+    monkeypatch.setattr(logging.Handler, "format", logging.Handler.format)
+    handlers = {
+        handler
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        if isinstance(logger, logging.Logger)
+        for handler in logger.handlers
+    }
+    if logging.lastResort is not None:
+        handlers.add(logging.lastResort)
+    for handler in handlers:
+        monkeypatch.setattr(handler, "filters", list(handler.filters))
+
+
+def output(lg: logging.Logger) -> str:
+    handler = lg.handlers[0]
+    assert isinstance(handler, ListHandler)
+    return "\n".join(handler.lines)
+
+
+# -- fingerprints -----------------------------------------------------------
+
+
+def test_fingerprint_is_the_same_for_every_spelling_of_an_id() -> None:
+    value = uuid.uuid4()
+    spellings = {str(value), str(value).upper(), value.hex, value.hex.upper()}
+    prints = {guard_log.fingerprint(spelling) for spelling in spellings}
+    assert len(prints) == 1
+    assert FINGERPRINT_RE.fullmatch(prints.pop())
+
+
+def test_fingerprint_separates_ids_and_depends_on_the_key() -> None:
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    keyed = guard_log.Fingerprinter(b"deployment key")
+    assert keyed(first) != keyed(second)
+    assert keyed(first) == guard_log.Fingerprinter(b"deployment key")(first.upper())
+    assert keyed(first) != guard_log.Fingerprinter(b"another key")(first)
+
+
+@pytest.mark.usefixtures("isolated_install")
+def test_install_with_a_key_makes_fingerprints_stable() -> None:
+    value = str(uuid.uuid4())
+    guard_log.install(b"k1")
+    first = guard_log.fingerprint(value)
+    guard_log.install()  # no key given: the configured one stays
+    assert guard_log.fingerprint(value) == first
+    guard_log.install("k1")  # as oslo.config hands it over
+    assert guard_log.fingerprint(value) == first
+    guard_log.install(b"k2")
+    assert guard_log.fingerprint(value) != first
+
+
+@pytest.mark.usefixtures("isolated_install")
+def test_without_a_key_a_random_one_is_drawn_once_with_a_notice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(guard_log, "_fingerprinter", None)
+    notices = ListHandler()
+    guard_log.LOG.addHandler(notices)
+    try:
+        value = str(uuid.uuid4())
+        first = guard_log.fingerprint(value)
+        assert guard_log.fingerprint(value) == first
+        guard_log.install()
+        assert guard_log.fingerprint(value) == first
+    finally:
+        guard_log.LOG.removeHandler(notices)
+    assert len(notices.lines) == 1
+    assert "will not match across processes" in notices.lines[0]
+
+
+# -- patterns -----------------------------------------------------------------
+
+SECRET_CASES = [
+    ("X-Auth-Token: tok-AAA111 next", "X-Auth-Token: *** next"),
+    ("x-subject-token:tok-AAA111", "x-subject-token:***"),
+    ("X-Service-Token = tok-AAA111;", "X-Service-Token = ***;"),
+    ("HTTP_X_AUTH_TOKEN=tok-AAA111 x", "HTTP_X_AUTH_TOKEN=*** x"),
+    ("Authorization: Bearer tok-AAA111 rest", "Authorization: Bearer *** rest"),
+    ("authorization: basic dXNlcjpwYXNz", "authorization: basic ***"),
+    ("fernet gAAAAABmZ8xQ_tok-AAA111_tok-AAA111== end", "fernet *** end"),
+    ("password=hunter2 user=bob", "password=*** user=bob"),
+    ("PASSWD: hunter2, next", "PASSWD: ***, next"),
+    ("pwd=hunter2&x=1", "pwd=***&x=1"),
+    ("client_secret = 's3 cr3t' end", "client_secret = '***' end"),
+    ("api_key=K-123 apikey=K-456", "api_key=*** apikey=***"),
+    ("credential: C-1", "credential: ***"),
+    ('private_key="----BEGIN----"', 'private_key="***"'),
+    ("openstack --os-token tok-AAA111 server list", "openstack --os-token *** server list"),
+    ("openstack --os-password=hunter2 x", "openstack --os-password=*** x"),
+    (
+        "connect postgresql+psycopg://guard:hun@ter2@db.example:5432/guard now",
+        "connect postgresql+psycopg://guard:***@db.example:5432/guard now",
+    ),
+    ("amqp://:hunter2@mq/ ok", "amqp://:***@mq/ ok"),
+    ("headers [('X-Auth-Token', 'tok-AAA111')]", "headers [('X-Auth-Token', '***')]"),
+    ("{'password': 'hunter2', 'user': 'bob'}", "{'password': '***', 'user': 'bob'}"),
+    ("jws eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl end", "jws *** end"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SECRET_CASES)
+def test_secrets_are_masked(text: str, expected: str) -> None:
+    assert guard_log.redact(text) == expected
+
+
+def test_the_issue_json_keeps_user_and_project_and_stays_json() -> None:
+    text = '{"password": "x", "user": "bob", "project": "p1"}'
+    assert json.loads(guard_log.redact(text)) == {
+        "password": "***",
+        "user": "bob",
+        "project": "p1",
+    }
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"token": 12345, "user": "bob"},
+        {"auth": {"passwordCredentials": {"password": 'a "quoted", odd} value'}}, "n": None},
+        {"body": json.dumps({"password": "inner", "keep": "me"})},  # JSON inside JSON
+    ],
+)
+def test_json_stays_valid_with_secrets_masked(document: dict[str, object]) -> None:
+    redacted = guard_log.redact(json.dumps(document))
+    parsed = json.loads(redacted)
+    for secret in ("12345", 'a \\"quoted\\"', "quoted", "inner"):
+        assert secret not in redacted
+    assert "bob" in redacted or "keep" in redacted or "passwordCredentials" in redacted
+    assert isinstance(parsed, dict)
+
+
+def test_ids_become_fingerprints_and_request_ids_stay() -> None:
+    value = uuid.uuid4()
+    request_id = f"req-{uuid.uuid4()}"
+    text = (
+        f"consumer {value} owner {value.hex.upper()} path /c/{str(value).upper()}/x "
+        f"req {request_id} keystone={uuid.uuid4().hex}"
+    )
+    redacted = guard_log.redact(text)
+    assert str(value) not in redacted.lower()
+    assert value.hex not in redacted.lower()
+    assert redacted.count(guard_log.fingerprint(str(value))) == 3
+    assert request_id in redacted
+    assert len(FINGERPRINT_RE.findall(redacted)) == 4
+
+
+def test_longer_hex_runs_are_not_ids() -> None:
+    sha1 = "a" * 40
+    assert guard_log.redact(f"commit {sha1}") == f"commit {sha1}"
+
+
+def test_redaction_is_idempotent_and_leaves_plain_text_alone() -> None:
+    text = f"user {uuid.uuid4()} token=abc password='x' url=mysql://u:p@h/db"
+    once = guard_log.redact(text)
+    assert guard_log.redact(once) == once
+    plain = "GET /consumers returned 200 in 3.2 ms, passed 3 checks"
+    assert guard_log.redact(plain) is plain
+
+
+# -- the filter on records ------------------------------------------------------
+
+
+def test_positional_and_dict_arguments_are_redacted_after_formatting(
+    logger: logging.Logger,
+) -> None:
+    value = str(uuid.uuid4())
+    logger.info("consumer %s token=%s", value, "tok-AAA111")
+    logger.info("consumer %(uuid)s password=%(pw)s", {"uuid": value, "pw": "hunter2"})
+    lines = logger.handlers[0].lines  # type: ignore[attr-defined]
+    print_ = guard_log.fingerprint(value)
+    assert lines == [f"INFO consumer {print_} token=***", f"INFO consumer {print_} password=***"]
+    record = logger.handlers[0].records[0]  # type: ignore[attr-defined]
+    assert record.args == ()
+
+
+def test_extra_fields_are_redacted_nested_and_by_name(logger: logging.Logger) -> None:
+    value = str(uuid.uuid4())
+    context = oslo_context.RequestContext(
+        user_id=value, project_id="p1", auth_token="tok-AAA111", overwrite=False
+    )
+    logger.info(
+        "with extras",
+        extra={
+            "consumer": value,
+            "token": "tok-AAA111",
+            "nested": {"ids": [value, (value,)], "headers": {"X-Auth-Token": "tok-BBB222"}},
+            "context": context,
+            "count": 3,
+        },
+    )
+    record = logger.handlers[0].records[0]  # type: ignore[attr-defined]
+    fingerprint = guard_log.fingerprint(value)
+    assert record.consumer == fingerprint
+    assert record.token == "***"
+    assert record.nested == {
+        "ids": [fingerprint, (fingerprint,)],
+        "headers": {"X-Auth-Token": "***"},
+    }
+    assert record.context["user"] == fingerprint  # oslo.log formatters read this dict
+    assert record.context["user_identity"].startswith(f"{fingerprint} p1 ")
+    assert record.context["auth_token"] == "***"
+    assert record.count == 3
+    assert "tok-" not in repr(record.__dict__)
+
+
+def test_tracebacks_are_formatted_and_redacted(logger: logging.Logger) -> None:
+    value = str(uuid.uuid4())
+    try:
+        raise ValueError(f"consumer {value} has password=hunter2")  # raw id in source too
+    except ValueError:
+        logger.exception("failed for %s", value)
+    text = output(logger)
+    assert "Traceback (most recent call last)" in text
+    assert "ValueError: consumer <id:" in text
+    assert value not in text
+    assert "hunter2" not in text
+    record = logger.handlers[0].records[0]  # type: ignore[attr-defined]
+    assert record.exc_info is None  # no formatter can render the raw exception again
+
+
+def test_stack_info_is_redacted(logger: logging.Logger) -> None:
+    value = str(uuid.uuid4())
+
+    def deep(consumer_uuid: str) -> None:
+        logger.warning("here %s", consumer_uuid, stack_info=True)
+
+    deep(value)
+    record = logger.handlers[0].records[0]  # type: ignore[attr-defined]
+    assert record.stack_info.startswith("Stack (most recent call last)")
+    assert value not in output(logger)
+
+
+def test_a_record_that_cannot_be_formatted_is_withheld_not_raised(
+    logger: logging.Logger,
+) -> None:
+    value = str(uuid.uuid4())
+    logger.info("two %s %s", value)  # one argument short
+    text = output(logger)
+    assert "unformattable log arguments withheld" in text
+    assert value not in text
+
+
+def test_two_filtered_handlers_give_the_same_line() -> None:
+    lg = logging.Logger("guard.two")
+    first, second = ListHandler(), ListHandler()
+    lg.addHandler(first)
+    lg.addHandler(second)
+    value = str(uuid.uuid4())
+    lg.warning("id %s token: %s", value, "tok-AAA111")
+    assert first.lines == second.lines == [f"WARNING id {guard_log.fingerprint(value)} token: ***"]
+
+
+# -- request scope --------------------------------------------------------------
+
+
+def test_request_scope_scrubs_its_values_by_value(logger: logging.Logger) -> None:
+    with guard_log.request_scope(
+        {"auth_token": "opaque-tok", "user_id": "alice", "project_id": "p1", "roles": None}
+    ):
+        logger.info("user alice of p1 sent opaque-tok; alice2 and ap1 are other words")
+    logger.info("after: alice")
+    fingerprint = guard_log.fingerprint
+    assert logger.handlers[0].lines == [  # type: ignore[attr-defined]
+        f"INFO user {fingerprint('alice')} of {fingerprint('p1')} sent ***; "
+        "alice2 and ap1 are other words",
+        "INFO after: alice",
+    ]
+
+
+def test_request_scope_with_a_list_fingerprints_every_value(logger: logging.Logger) -> None:
+    with guard_log.request_scope(["opaque-tok", "alice"]), guard_log.request_scope({"x": "p1"}):
+        logger.info("opaque-tok alice p1")
+    fingerprint = guard_log.fingerprint
+    assert output(logger) == (
+        f"INFO {fingerprint('opaque-tok')} {fingerprint('alice')} {fingerprint('p1')}"
+    )
+
+
+def test_request_scopes_of_two_threads_do_not_mix(logger: logging.Logger) -> None:
+    barrier = threading.Barrier(2)
+    lines: dict[str, str] = {}
+
+    def request(own: str, other: str) -> None:
+        with guard_log.request_scope({"auth_token": own}):
+            barrier.wait()  # both scopes are active now
+            lines[own] = guard_log.redact(f"mine={own}. other {other}")
+            barrier.wait()
+
+    threads = [
+        threading.Thread(target=request, args=("tokenA1", "tokenB2")),
+        threading.Thread(target=request, args=("tokenB2", "tokenA1")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert lines == {"tokenA1": "mine=***. other tokenB2", "tokenB2": "mine=***. other tokenA1"}
+
+
+# -- install ----------------------------------------------------------------------
+
+
+def _filters(handler: logging.Handler) -> list[logging.Filter]:
+    return [f for f in handler.filters if isinstance(f, guard_log.RedactingFilter)]
+
+
+@pytest.mark.usefixtures("isolated_install")
+def test_install_covers_root_non_propagating_and_later_handlers() -> None:
+    root_handler = logging.StreamHandler(io.StringIO())
+    logging.getLogger().addHandler(root_handler)
+    quiet = logging.getLogger("guard.test.quiet")
+    quiet.propagate = False
+    quiet_handler = logging.StreamHandler(io.StringIO())
+    quiet.handlers = [quiet_handler]  # attached without addHandler
+    try:
+        guard_log.install()
+        guard_log.install()  # idempotent
+        assert len(_filters(root_handler)) == 1
+        assert len(_filters(quiet_handler)) == 1
+        assert logging.lastResort is not None
+        assert len(_filters(logging.lastResort)) == 1
+        later = logging.StreamHandler(io.StringIO())
+        logging.getLogger("guard.test.later").addHandler(later)
+        assert len(_filters(later)) == 1
+    finally:
+        quiet.handlers = []
+        logging.getLogger().removeHandler(root_handler)
+
+
+@pytest.mark.usefixtures("isolated_install")
+def test_handlers_from_dict_config_after_install_redact() -> None:
+    guard_log.install()
+    stream = io.StringIO()
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {"s": {"class": "logging.StreamHandler", "stream": stream}},
+            "loggers": {"guard.test.dict": {"handlers": ["s"], "propagate": False}},
+        }
+    )
+    lg = logging.getLogger("guard.test.dict")
+    try:
+        value = str(uuid.uuid4())
+        lg.warning("consumer %s X-Auth-Token: %s", value, "tok-AAA111")
+        assert stream.getvalue() == f"consumer {guard_log.fingerprint(value)} X-Auth-Token: ***\n"
+    finally:
+        lg.handlers = []
+
+
+@pytest.mark.usefixtures("isolated_install")
+def test_the_shipped_logging_conf_loads_and_redacts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    conf = Path(__file__).parents[2] / "etc" / "guard" / "logging.conf"
+    guard_log.install()
+    logging.config.fileConfig(conf, disable_existing_loggers=False)
+    value = str(uuid.uuid4())
+    logging.getLogger("guard.audit").info('{"user": "%s"}', value)
+    logging.getLogger("guard.access").info("GET /consumers/%s 200", value)
+    out, err = capsys.readouterr()
+    fingerprint = guard_log.fingerprint(value)
+    assert f'{{"user": "{fingerprint}"}}\n' in out
+    assert f"INFO guard.access GET /consumers/{fingerprint} 200" in err
+    assert value not in out + err
+
+
+@pytest.mark.usefixtures("isolated_install")
+def test_oslo_log_output_is_redacted_context_and_error_summary_too(tmp_path: Path) -> None:
+    from oslo_config import cfg
+    from oslo_log import log as oslo_log
+
+    conf = cfg.ConfigOpts()
+    oslo_log.register_options(conf)
+    conf([], project="guard")
+    log_file = tmp_path / "guard.log"
+    conf.set_override("log_file", str(log_file))
+    conf.set_override("default_log_levels", [])
+    conf.set_override("debug", True)
+    guard_log.install()
+    oslo_log.setup(conf, "guard")
+    lg = oslo_log.getLogger("guard.test.oslo")
+    user, project, consumer = (str(uuid.uuid4()) for _ in range(3))
+    context = oslo_context.RequestContext(
+        user_id=user, project_id=project, auth_token="tok-AAA111", overwrite=False
+    )
+    lg.info("deleted consumer %s", consumer, context=context)
+    try:
+        raise RuntimeError(f"consumer {consumer} token=tok-AAA111")
+    except RuntimeError:
+        lg.warning("while answering")  # oslo.log adds the error summary itself
+        lg.exception("failed")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = log_file.read_text()
+    for raw in (user, project, consumer, "tok-AAA111"):
+        assert raw not in text
+    assert guard_log.fingerprint(user) in text  # oslo.log's [req user project] prefix
+    assert f"RuntimeError: consumer {guard_log.fingerprint(consumer)} token=***" in text
+    for handler in logging.getLogger().handlers:
+        handler.close()
+
+
+def test_stdlib_only_module() -> None:
+    """guard.log is near the bottom of the layers: it imports nothing of guard."""
+    source = sys.modules["guard.log"].__file__
+    assert source is not None
+    with open(source, encoding="utf-8") as handle:
+        imports = [line for line in handle if line.startswith(("import ", "from "))]
+    assert not [line for line in imports if "guard" in line]

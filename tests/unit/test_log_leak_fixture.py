@@ -1,0 +1,145 @@
+"""The suite-wide leak detector (tests/fixtures/logleak.py) catches what it must."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+from guard import log as guard_log
+from tests.fixtures.logleak import LogLeakDetector, find_leaks
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_find_leaks_sees_raw_ids_in_every_spelling_but_not_request_ids() -> None:
+    value = uuid.uuid4()
+    for spelling in (str(value), str(value).upper(), value.hex, value.hex.upper()):
+        assert find_leaks([f"consumer={spelling}."], set()), spelling
+    assert find_leaks([f"req-{value} {guard_log.fingerprint(str(value))} {'a' * 40}"], set()) == []
+    assert find_leaks([f"REQ-{value}x{value}"], set())  # only the second is a request id's
+    assert find_leaks(["token was tok-AAA111"], {"tok-AAA111"})
+
+
+def test_the_detector_opens_every_logger_and_restores_them() -> None:
+    quiet = logging.getLogger("guard.test.leak.quiet")
+    quiet.setLevel(logging.ERROR)
+    alone = logging.getLogger("guard.test.leak.alone")
+    alone.propagate = False
+    off = logging.getLogger("guard.test.leak.off")
+    off.disabled = True
+    logging.disable(logging.CRITICAL)
+    root_level = logging.getLogger().level
+    detector = LogLeakDetector()
+    detector.start()
+    try:
+        value = str(uuid.uuid4())
+        quiet.debug("quiet %s", value)
+        alone.debug("alone token=%s", "tok-AAA111")
+        off.info("off")
+        try:
+            raise KeyError(value)
+        except KeyError:
+            logging.getLogger("guard.test.leak").exception("failed")
+        logging.getLogger("guard.test.leak").info("x", extra={"consumer": {"ids": [value]}})
+    finally:
+        detector.stop()
+        restored = (
+            quiet.level,
+            alone.propagate,
+            list(alone.handlers),
+            off.disabled,
+            logging.root.manager.disable,
+            logging.getLogger().level,
+        )
+        logging.disable(logging.NOTSET)
+        off.disabled = False
+        quiet.setLevel(logging.NOTSET)
+        alone.propagate = True
+    assert restored == (logging.ERROR, False, [], True, logging.CRITICAL, root_level)
+    fingerprint = guard_log.fingerprint(value)
+    lines = detector.lines
+    assert lines[0] == f"guard.test.leak.quiet DEBUG quiet {fingerprint}"
+    assert lines[1] == "guard.test.leak.alone DEBUG alone token=***"
+    assert lines[2] == "guard.test.leak.off INFO off"
+    assert lines[3].startswith("guard.test.leak ERROR failed\nTraceback")
+    assert f"KeyError: '{fingerprint}'" in lines[3]
+    assert f"'consumer': {{'ids': ['{fingerprint}']}}" in lines[4]
+    assert detector.leaks() == []
+
+
+def test_declared_values_are_leaks_unless_the_request_scope_scrubs_them() -> None:
+    detector = LogLeakDetector()
+    detector.start()
+    try:
+        detector.sensitive("opaque-tok-1", "")
+        lg = logging.getLogger("guard.test.leak.scope")
+        with guard_log.request_scope({"auth_token": "opaque-tok-1"}):
+            lg.info("sent %s", "opaque-tok-1")
+        lg.info("later", extra={"header": "opaque-tok-1"})
+    finally:
+        detector.stop()
+    (leak,) = detector.leaks()
+    assert "sensitive value 'opaque-tok-1'" in leak
+    assert detector.lines[0].endswith("sent ***")
+
+
+def test_the_capture_leaves_the_record_untouched_for_other_handlers() -> None:
+    lonely = logging.getLogger("guard.test.leak.lonely")
+    lonely.propagate = False  # the detector's handler will be its only one
+    detector = LogLeakDetector()
+    detector.start()
+    try:
+        value = str(uuid.uuid4())
+        record = lonely.makeRecord(lonely.name, logging.INFO, "f", 1, "id %s", (value,), None)
+        lonely.handle(record)
+    finally:
+        detector.stop()
+        lonely.propagate = True
+    assert detector.lines == [f"guard.test.leak.lonely INFO id {guard_log.fingerprint(value)}"]
+    assert (record.msg, record.args) == ("id %s", (value,))
+
+
+RUN_INNER = """
+import logging
+
+def test_leaks(log_leaks):
+    log_leaks.sensitive("opaque-tok-1")
+    logging.getLogger("inner").debug("the token is %s", "opaque-tok-1")
+
+def test_clean(log_leaks):
+    logging.getLogger("inner").debug("consumer %s", "3f1c1bd4-41a4-4e56-a59d-0e8b1d4f4a1b")
+    assert "<id:" in log_leaks.text
+"""
+
+
+def test_a_leaking_test_fails_at_teardown_and_a_clean_one_passes(tmp_path: Path) -> None:
+    (tmp_path / "test_inner.py").write_text(textwrap.dedent(RUN_INNER))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "tests.fixtures.logleak",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "test_inner.py"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "2 passed, 1 error" in result.stdout  # test_leaks passes, then errors
+    assert "ERROR at teardown of test_leaks" in result.stdout
+    assert "sensitive value 'opaque-tok-1'" in result.stdout

@@ -1,0 +1,287 @@
+"""The guard middleware on its own, below a small real WSGI app.
+
+The app below records the context the middleware built, or fails in the
+ways the tests choose, so each rule of the edge is checked in isolation: who
+is trusted, which request ids are kept, what every error looks like and
+what the access log says.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+import pytest
+import webob
+import webob.exc
+import webtest
+from oslo_config import cfg
+
+from guard import conf as guard_conf
+from guard import exception, middleware
+from guard.api.environ import ENV_AUTHENTICATED, ENV_CONTEXT, ENV_MAX_BODY_SIZE
+from guard.policy import make_enforcer
+
+# Parametrized ids must be the same in every xdist worker.
+FIXED_UUID = "0c6a3e44-5b8e-4f1c-9d3a-2f6b7c8d9e01"
+REQUEST_ID_RE = re.compile(r"^req-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
+CONFIRMED = {
+    "X-Identity-Status": "Confirmed",
+    "X-User-Id": "u-alice",
+    "X-Project-Id": "p-one",
+    "X-Roles": "admin, member,reader",
+}
+
+
+class Recorder:
+    """A WSGI app that remembers each environ and answers what it is told."""
+
+    def __init__(self) -> None:
+        self.environs: list[dict[str, Any]] = []
+        self.fault: Any = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        self.environs.append(environ)
+        if isinstance(self.fault, BaseException):
+            raise self.fault
+        if isinstance(self.fault, webob.Response):
+            return self.fault(environ, start_response)
+        response = webob.Response(json_body={"ok": True})
+        return response(environ, start_response)
+
+    @property
+    def context(self) -> Any:
+        return self.environs[-1][ENV_CONTEXT]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def enforcer() -> Any:
+    return make_enforcer(guard_conf.load())
+
+
+@pytest.fixture
+def app(recorder: Recorder, enforcer: Any) -> webtest.TestApp:
+    return webtest.TestApp(middleware.GuardMiddleware(recorder, enforcer))
+
+
+def assert_contract_error(response: webtest.TestResponse, status: int, code: str) -> None:
+    assert response.status_int == status
+    assert response.content_type == "application/json"
+    (error,) = response.json["errors"]
+    assert set(error) == {"status", "title", "detail", "code", "request_id"}
+    assert error["status"] == status
+    assert error["code"] == code
+    assert error["request_id"] == response.headers["X-Openstack-Request-Id"]
+    assert REQUEST_ID_RE.match(error["request_id"])
+
+
+def test_confirmed_identity_becomes_the_context(app: webtest.TestApp, recorder: Recorder) -> None:
+    app.get("/consumers", headers={**CONFIRMED, "OpenStack-System-Scope": "all"})
+    context = recorder.context
+    assert recorder.environs[-1][ENV_AUTHENTICATED] is True
+    assert context.user_id == "u-alice"
+    assert context.project_id == "p-one"
+    assert context.roles == ["admin", "member", "reader"]
+    assert context.system_scope == "all"
+    assert context.can("admin", {}, fatal=False) is False  # system scope fails project rules
+
+
+def test_confirmed_context_asks_the_enforcer(app: webtest.TestApp, recorder: Recorder) -> None:
+    app.get("/consumers", headers={**CONFIRMED, "X-Roles": "reader"})
+    context = recorder.context
+    assert context.can("guard:consumers:show", {"project_id": "p-one"}, fatal=False)
+    assert not context.can("guard:consumers:show", {"project_id": "p-two"}, fatal=False)
+    with pytest.raises(exception.Forbidden):
+        context.can("guard:consumers:delete", {"project_id": "p-one"})
+
+
+@pytest.mark.parametrize("status", [None, "Invalid", "confirmed", "Confirmed ", "CONFIRMED"])
+def test_identity_headers_are_ignored_unless_confirmed(
+    app: webtest.TestApp, recorder: Recorder, status: str | None
+) -> None:
+    headers = {
+        **CONFIRMED,
+        "X-Service-Roles": "service",
+        "OpenStack-System-Scope": "all",
+        "X-Is-Admin-Project": "True",
+    }
+    if status is None:
+        del headers["X-Identity-Status"]
+    else:
+        headers["X-Identity-Status"] = status
+    response = app.get("/consumers", headers=headers, status=401)
+    assert_contract_error(response, 401, "guard.unauthorized")
+    assert recorder.environs == []  # nothing below saw the request
+
+    app.get("/healthcheck", headers=headers)
+    context = recorder.context
+    assert recorder.environs[-1][ENV_AUTHENTICATED] is False
+    assert context.user_id is None and context.project_id is None
+    assert context.roles == [] and context.service_roles == []
+    assert context.system_scope is None
+    assert context.is_admin_project is False
+    assert context.can("admin", {}, fatal=False) is False
+
+
+def test_confirmed_without_a_user_is_anonymous(app: webtest.TestApp) -> None:
+    headers = {k: v for k, v in CONFIRMED.items() if k != "X-User-Id"}
+    assert_contract_error(
+        app.get("/consumers", headers=headers, status=401), 401, "guard.unauthorized"
+    )
+
+
+def test_is_admin_project_defaults_to_false(app: webtest.TestApp, recorder: Recorder) -> None:
+    app.get("/consumers", headers=CONFIRMED)
+    assert recorder.context.is_admin_project is False
+    app.get("/consumers", headers={**CONFIRMED, "X-Is-Admin-Project": "True"})
+    assert recorder.context.is_admin_project is True
+
+
+@pytest.mark.parametrize("path", ["/", "/healthcheck"])
+def test_public_paths_need_no_identity(app: webtest.TestApp, path: str) -> None:
+    assert app.get(path).json == {"ok": True}
+
+
+@pytest.mark.parametrize("path", ["/consumers", "/nowhere", "/healthcheck/", "//", "/consumers/x"])
+def test_every_other_path_is_401_for_anonymous(app: webtest.TestApp, path: str) -> None:
+    assert_contract_error(app.get(path, status=401), 401, "guard.unauthorized")
+
+
+def test_request_id_header_and_valid_global_id(app: webtest.TestApp, recorder: Recorder) -> None:
+    inbound = f"req-{uuid.uuid4()}"
+    response = app.get("/consumers", headers={**CONFIRMED, "X-Openstack-Request-Id": inbound})
+    own = response.headers["X-Openstack-Request-Id"]
+    assert REQUEST_ID_RE.match(own) and own != inbound
+    assert recorder.context.request_id == own
+    assert recorder.context.global_request_id == inbound
+
+
+@pytest.mark.parametrize(
+    "inbound",
+    [
+        f"req-{FIXED_UUID.upper()}",
+        f"req-{FIXED_UUID}x",
+        FIXED_UUID,
+        f"req-{FIXED_UUID.replace('-', '')}",
+        "req-../../etc/passwd",
+        f"req-{FIXED_UUID}\n",
+    ],
+)
+def test_invalid_global_request_id_is_ignored(
+    app: webtest.TestApp, recorder: Recorder, inbound: str
+) -> None:
+    app.get("/consumers", headers={**CONFIRMED, "X-Openstack-Request-Id": inbound})
+    assert recorder.context.global_request_id is None
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        (exception.NotFound(), 404, "guard.not_found"),
+        (exception.ConcurrentUpdate(), 409, "guard.concurrent_update"),
+        (webob.exc.HTTPRequestEntityTooLarge(), 413, "guard.too_large"),
+        (webob.exc.HTTPForbidden(), 403, "guard.forbidden"),
+        (
+            webob.Response(status=404, body=b"<html>no</html>", content_type="text/html"),
+            404,
+            "guard.not_found",
+        ),
+        (webob.Response(status=409, body=b"conflict"), 409, "guard.conflict"),
+        (webob.Response(status=418, body=b"teapot"), 400, "guard.invalid_input"),
+        (webob.Response(status=502, body=b"upstream"), 500, "guard.internal"),
+    ],
+)
+def test_errors_from_below_become_contract_errors(
+    app: webtest.TestApp, recorder: Recorder, fault: Any, status: int, code: str
+) -> None:
+    recorder.fault = fault
+    response = app.get("/consumers", headers=CONFIRMED, status="*")
+    assert_contract_error(response, status, code)
+
+
+def test_405_from_below_keeps_allow(app: webtest.TestApp, recorder: Recorder) -> None:
+    recorder.fault = webob.Response(status=405, headers={"Allow": "GET, PUT"}, body=b"no")
+    response = app.post("/consumers", headers=CONFIRMED, status=405)
+    assert_contract_error(response, 405, "guard.method_not_allowed")
+    assert response.headers["Allow"] == "GET, PUT"
+
+
+def test_unexpected_error_is_logged_and_generic(
+    app: webtest.TestApp, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "SELECT token FROM users WHERE id='0b6a' -- /etc/guard/policy.yaml"
+    recorder.fault = RuntimeError(secret)
+    with caplog.at_level(logging.INFO):
+        response = app.get("/consumers", headers=CONFIRMED, status=500)
+    assert_contract_error(response, 500, "guard.internal")
+    assert response.json["errors"][0]["detail"] == exception.Internal.default_detail
+    assert "SELECT" not in response.text and "Traceback" not in response.text
+    (record,) = [r for r in caplog.records if r.name == "guard.middleware"]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert response.headers["X-Openstack-Request-Id"] in record.getMessage()
+
+
+def test_one_access_line_with_ids_fingerprinted(
+    app: webtest.TestApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    consumer = str(uuid.uuid4())
+    with caplog.at_level(logging.INFO, logger="guard.access"):
+        response = app.get(f"/consumers/{consumer}?marker={consumer}&limit=5", headers=CONFIRMED)
+    (record,) = [r for r in caplog.records if r.name == "guard.access"]
+    line = record.getMessage()
+    assert record.levelno == logging.INFO
+    assert consumer not in line and consumer.replace("-", "") not in line
+    assert line.startswith("GET /consumers/<id:")
+    assert "?marker=<id:" in line and "&limit=5 " in line  # a number is not an id
+    assert f" 200 {response.content_length} bytes " in line
+    assert re.search(r" \d+ us req-", line)
+    assert line.endswith(response.headers["X-Openstack-Request-Id"])
+
+
+def test_access_line_for_a_rejected_request(
+    app: webtest.TestApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="guard.access"):
+        app.request("/evil\r\nINJECTED", method="GET\n", status=401)
+    (record,) = [r for r in caplog.records if r.name == "guard.access"]
+    assert "INJECTED" not in record.getMessage() and "\n" not in record.getMessage()
+    assert record.getMessage().startswith("? /<id:")
+
+
+def test_size_limit_hands_the_configured_limit_down(recorder: Recorder) -> None:
+    conf = guard_conf.load()
+    app = webtest.TestApp(middleware.SizeLimit(recorder, conf))
+    app.put("/x", b"{}", content_type="application/json")
+    assert recorder.environs[-1][ENV_MAX_BODY_SIZE] == 65536
+    conf.set_override("max_request_body_size", 10, group="oslo_middleware")
+    app = webtest.TestApp(middleware.SizeLimit(recorder, conf))
+    app.put("/x", b"{" * 100, content_type="application/json")  # no early answer
+    assert recorder.environs[-1][ENV_MAX_BODY_SIZE] == 10
+
+
+def test_filter_factory_builds_the_middleware(tmp_path: Any, recorder: Recorder) -> None:
+    config = tmp_path / "guard.conf"
+    config.write_text("[oslo_policy]\npolicy_file = nowhere.yaml\n")
+    wrapped = middleware.filter_factory({"config_file": str(config)})(recorder)
+    assert isinstance(wrapped, middleware.GuardMiddleware)
+    webtest.TestApp(wrapped).get("/consumers", headers={**CONFIRMED, "X-Roles": "admin"})
+    assert recorder.context.can("admin", {}, fatal=False)
+
+
+def test_guard_options_are_listed_for_the_generator() -> None:
+    names = {(group, opt.name) for group, opts in guard_conf.list_opts() for opt in opts}
+    assert {("database", "connection"), ("guard", "fingerprint_key"), ("guard", "pipeline")} <= (
+        names
+    )
+    conf = guard_conf.load()
+    assert isinstance(conf, cfg.ConfigOpts)
+    assert conf.oslo_middleware.max_request_body_size == 65536
+    assert json.dumps(conf.guard.pipeline) == '"trusted"'
