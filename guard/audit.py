@@ -53,6 +53,7 @@ class DecisionLog:
         self, logger: logging.Logger | None = None, maxsize: int = DEFAULT_QUEUE_SIZE
     ) -> None:
         self._logger = logger or logging.getLogger(AUDIT_LOGGER)
+        self._maxsize = maxsize
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
         self._dropped = 0
         self._dropped_lock = threading.Lock()
@@ -79,9 +80,12 @@ class DecisionLog:
         global_request_id: str | None,
     ) -> None:
         """Queue one decision; never blocks, never raises (a failure is a drop)."""
+        # Checked without the queue's lock: a full queue (a slow sink) must cost
+        # a request as little as possible. A racing put still fails with Full.
+        if self._closed or len(self._queue.queue) >= self._maxsize:
+            self._count_drop()
+            return
         try:
-            if self._closed:
-                raise queue.Full
             roles = _value(creds, "roles") or ()
             self._queue.put_nowait(
                 (

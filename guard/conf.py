@@ -43,7 +43,7 @@ guard_opts = [
     ),
     cfg.StrOpt(
         "pipeline",
-        default="trusted",
+        default="main",
         choices=[
             (
                 "trusted",
@@ -52,8 +52,9 @@ guard_opts = [
             ),
             ("main", "keystonemiddleware auth_token validates the X-Auth-Token of each request"),
         ],
-        help="WSGI pipeline of `guard serve`. Both pipelines trust identity headers only with "
-        "X-Identity-Status: Confirmed.",
+        help="WSGI pipeline of `guard serve` and guard.wsgi. Both trust identity headers only "
+        "with X-Identity-Status: Confirmed. The default, main, fails closed: it refuses to "
+        "start without [keystone_authtoken] settings. `guard serve --demo` runs trusted.",
     ),
 ]
 

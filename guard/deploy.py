@@ -92,16 +92,34 @@ def build_api(services: Services) -> WSGIApp:
     return make_app(services.repository, services.enforcer, services.decision_log)
 
 
+class PipelineError(ValueError):
+    """The pipeline asked for cannot run as configured."""
+
+
 def build_pipeline(services: Services, pipeline: str) -> WSGIApp:
-    """The ``main`` or ``trusted`` pipeline, as ``api-paste.ini`` declares it."""
+    """The ``main`` or ``trusted`` pipeline, as ``api-paste.ini`` declares it.
+
+    Raises :class:`PipelineError` for an unknown pipeline, and for ``main``
+    without the keystonemiddleware settings it needs to answer a 401
+    (it names the identity endpoint in each ``WWW-Authenticate``, and with
+    neither that URI nor credentials to discover it, it fails on every
+    rejected token instead): a server that cannot refuse properly must not
+    start.
+    """
     if pipeline not in guard_conf.PIPELINES:
-        raise ValueError(f"unknown pipeline {pipeline!r}: use one of {guard_conf.PIPELINES}")
+        raise PipelineError(f"unknown pipeline {pipeline!r}: use one of {guard_conf.PIPELINES}")
     app: Any = build_api(services)
     app = GuardMiddleware(app, services.enforcer)
     if pipeline == "main":
         app = auth_token.AuthProtocol(
             app, {"oslo_config_config": services.conf, "delay_auth_decision": True}
         )
+        keystone = services.conf.keystone_authtoken  # registered by AuthProtocol
+        if not (keystone.www_authenticate_uri or keystone.auth_type):
+            raise PipelineError(
+                "the main pipeline needs [keystone_authtoken] www_authenticate_uri and the "
+                "service's credentials (auth_type, auth_url, ...) in the configuration file"
+            )
     app = SizeLimit(app, services.conf)
     return request_id.RequestId(app, services.conf)
 

@@ -49,7 +49,7 @@ _SETTINGS = (
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """Close the worker's database connections cleanly on its way out."""
+    """On the worker's way out: write its queued decisions, close its connections."""
     from guard import wsgi
 
     wsgi.close()

@@ -1048,11 +1048,13 @@ def render_text(summary: Mapping[str, Any]) -> str:
         + f" ({summary['conflicts']} generation conflicts)",
     ]  # fmt: skip
     for outage in summary["outages"]:
+        recovered = outage["recovered_after_seconds"]
         lines.append(
             f"outage at {outage['start_seconds']} s for {outage['duration_seconds']} s: "
-            f"{outage['unavailable']} answered 503, recovered "
-            f"{outage['recovered_after_seconds']} s after it ended"
-        )
+            f"{outage['unavailable']} answered 503, "
+            + (f"recovered {recovered} s after it ended" if recovered is not None
+               else "no success after it ended")
+        )  # fmt: skip
     lines.append("invariants:")
     for result in summary["invariants"]:
         verdict = "SKIP" if result["skipped"] else ("PASS" if result["passed"] else "FAIL")

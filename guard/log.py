@@ -63,22 +63,27 @@ _SECRET_KEYS_BY_STEM = {
     "kek": r"barbicansimplecryptokek",
 }
 _SECRET_NAME_RE = re.compile("|".join(_SECRET_KEYS_BY_STEM.values()), re.IGNORECASE)
-# Cheap substring hints, checked on the lowercased text before any regex runs:
-# most log lines hold none of them and cost a few "in" tests.
+# Cheap substring hints, checked on the lowercased text before the secret
+# patterns run: most log lines hold none of them.
 _URL_HINT, _CLI_HINT, _FERNET_HINT, _JWS_HINT = "://", "--", "gaaaa", "eyj"
 _HINTS = (*_SECRET_KEYS_BY_STEM, _URL_HINT, _CLI_HINT, _FERNET_HINT, _JWS_HINT)
+# Whether any hint is present, in one scan (cheaper than the "in" tests when
+# none is, which is most lines).
+_ANY_HINT = re.compile("|".join(re.escape(hint) for hint in _HINTS))
 
-_URL_ALTERNATIVE = r"(?P<url>://[^\s:/@]*:(?P<url_pw>[^\s/]+)@)"
+# Repetitions that can backtrack are bounded ({0,64}, {1,256}): Python's re has
+# no timeout, and a log line can be long and hostile (a client-chosen header).
+_URL_ALTERNATIVE = r"(?P<url>://[^\s:/@]{0,256}:(?P<url_pw>[^\s/]{1,256})@)"
 # command lines: --os-token X, --os-password=X
 _CLI_ALTERNATIVE = (
-    r"(?P<cli>--[\w-]*?(?:{keys})[\w-]*(?:=|\s+)"
+    r"(?P<cli>--[\w-]{0,64}?(?:{keys})[\w-]{0,64}(?:=|\s+)"
     r"(?P<cli_val>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[^\s\"']+))"
 )
 # key=value, key: value, "key": "value", 'key', 'value', X-Auth-Token: v,
 # Authorization: Bearer v, and escaped JSON (\"key\": \"value\"). A value
 # after a quoted key is masked as a quoted string, so JSON stays JSON.
 _KV_ALTERNATIVE = (
-    r"(?P<kv>(?:{keys})[\w.-]*(?P<kq>\\?[\"'])?"
+    r"(?P<kv>(?:{keys})[\w.-]{0,128}(?P<kq>\\?[\"'])?"
     r"(?:\s*[:=]\s*|(?(kq)\s*,\s*|(?!)))"
     r"(?:(?:bearer|basic|digest|negotiate|token)\s+)?"
     r"(?P<kv_val>\\\"(?:(?!\\\").)*\\\"|\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
@@ -101,7 +106,7 @@ _UUID_SHAPE_RE = re.compile(
 )
 _ASCII_ALNUM = frozenset(string.ascii_letters + string.digits)
 
-_KEY_ENV_HINT = "[guard] fingerprint_key"
+_KEY_OPTION = "[guard] fingerprint_key"
 _MARK = "_guard_redacted"
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", _MARK}
 _PLAIN_RECORD_SIZE = len(logging.makeLogRecord({}).__dict__)
@@ -213,7 +218,7 @@ def _announce_random_key() -> None:
     LOG.warning(
         "No %s configured: ids are fingerprinted with a random per-process key, so "
         "<id:...> fingerprints will not match across processes or restarts.",
-        _KEY_ENV_HINT,
+        _KEY_OPTION,
     )
 
 
@@ -287,9 +292,9 @@ def _redact(text: str, scope: _Scope) -> str:
     if scope is not _EMPTY_SCOPE:
         text = scope.scrub(text)
     lowered = text.lower()
-    hints = [hint for hint in _HINTS if hint in lowered]
-    if hints:
-        text = _secret_pattern(tuple(hints)).sub(_replace, text)
+    if _ANY_HINT.search(lowered):
+        hints = tuple(hint for hint in _HINTS if hint in lowered)
+        text = _secret_pattern(hints).sub(_replace, text)
     if _HEX_RUN.search(text):
         text = _ID_PATTERN.sub(_replace_id, text)
     return text

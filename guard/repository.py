@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy
+from sqlalchemy import bindparam, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import select
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from guard import exception, validation
 from guard.db import api as db_api
 from guard.db import models
-from guard.policy import sqlfilter
+from guard.policy import PolicySnapshot, sqlfilter
 
 LOG = logging.getLogger(__name__)
 
@@ -124,32 +124,43 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
 
 
+# The typed models' Core tables. Queries are Core statements: they skip the
+# ORM compile step, which otherwise costs a guarded get more than its SQL.
+_consumers: Final = models.Consumer.__table__
+_projects: Final = models.Project.__table__
+_users: Final = models.User.__table__
+_types: Final = models.ConsumerType.__table__
+
 # The target keys a rule may format, and the columns holding them.
 _TARGET_COLUMNS: Final = {
-    "project_id": models.Project.external_id,
-    "user_id": models.User.external_id,
-    "consumer_type": models.ConsumerType.name,
-    "uuid": models.Consumer.uuid,
+    "project_id": _projects.c.external_id,
+    "user_id": _users.c.external_id,
+    "consumer_type": _types.c.name,
+    "uuid": _consumers.c.uuid,
 }
 
 # A consumer with its owners' external ids. Core rows, not ORM objects: a
 # guarded get must cost little more than the bare select (benchmarked).
 _SELECT_CONSUMER: Final = (
     select(
-        models.Consumer.id,
-        models.Consumer.uuid,
-        models.Project.external_id.label("project_id"),
-        models.User.external_id.label("user_id"),
-        models.ConsumerType.name.label("consumer_type"),
-        models.Consumer.generation,
-        models.Consumer.created_at,
-        models.Consumer.updated_at,
+        _consumers.c.id,
+        _consumers.c.uuid,
+        _projects.c.external_id.label("project_id"),
+        _users.c.external_id.label("user_id"),
+        _types.c.name.label("consumer_type"),
+        _consumers.c.generation,
+        _consumers.c.created_at,
+        _consumers.c.updated_at,
     )
-    .select_from(models.Consumer)
-    .join(models.Project, models.Project.id == models.Consumer.project_id)
-    .join(models.User, models.User.id == models.Consumer.user_id)
-    .outerjoin(models.ConsumerType, models.ConsumerType.id == models.Consumer.consumer_type_id)
+    .select_from(_consumers)
+    .join(_projects, _projects.c.id == _consumers.c.project_id)
+    .join(_users, _users.c.id == _consumers.c.user_id)
+    .outerjoin(_types, _types.c.id == _consumers.c.consumer_type_id)
 )
+
+
+# Built once: the statement (and its cache key) is the same for every get.
+_SELECT_BY_UUID: Final = _SELECT_CONSUMER.where(_consumers.c.uuid == bindparam("uuid"))
 
 
 def _consumer(row: Row[Any]) -> Consumer:
@@ -167,8 +178,9 @@ def _consumer(row: Row[Any]) -> Consumer:
 class ConsumerRepository:
     """Guarded access to consumers: ``ConsumerRepository(engine, enforcer)``.
 
-    ``enforcer`` is a :class:`guard.policy.Enforcer` (or any oslo.policy
-    enforcer with ``authorize()`` and ``snapshot()``).
+    ``enforcer`` is a :class:`guard.policy.Enforcer`. Each call takes one
+    policy snapshot and makes all of its decisions on it, so a policy reload
+    between two decisions of one call cannot mix two rule sets.
     """
 
     def __init__(self, engine: Engine, enforcer: Any) -> None:
@@ -177,35 +189,45 @@ class ConsumerRepository:
 
     # -- decisions --------------------------------------------------------------------
 
-    def _allowed(self, ctx: Any, action: str, target: dict[str, Any]) -> bool:
+    def _allowed(
+        self, snapshot: PolicySnapshot, ctx: Any, action: str, target: dict[str, Any]
+    ) -> bool:
         """One decision; an engine that fails to decide denies (fail closed)."""
         try:
-            return bool(self._enforcer.authorize(action, target, ctx, do_raise=False))
+            return bool(self._enforcer.authorize_in(snapshot, action, target, ctx, do_raise=False))
         except Exception as error:
             LOG.warning("policy check %s failed (%s); denied", action, type(error).__name__)
             return False
 
-    def _visible_row(self, conn: Connection, ctx: Any, uuid: str) -> Row[Any]:
-        """The row of ``uuid`` if the caller may show it; else the one NotFound."""
-        row = conn.execute(_SELECT_CONSUMER.where(models.Consumer.uuid == uuid)).one_or_none()
-        if row is None or not self._allowed(ctx, SHOW, _consumer(row).target()):
+    def _visible_row(
+        self, conn: Connection, snapshot: PolicySnapshot, ctx: Any, uuid: str
+    ) -> tuple[int, Consumer]:
+        """The row id and consumer ``uuid`` if the caller may show it; else the one NotFound."""
+        row = conn.execute(_SELECT_BY_UUID, {"uuid": uuid}).one_or_none()
+        if row is None:
             raise exception.NotFound(NOT_FOUND_DETAIL)
-        return row
+        consumer = _consumer(row)
+        if not self._allowed(snapshot, ctx, SHOW, consumer.target()):
+            raise exception.NotFound(NOT_FOUND_DETAIL)
+        return row.id, consumer
 
-    def _compile_list_rule(self, ctx: Any) -> sqlfilter.RowFilter:
-        return sqlfilter.compile_filter(self._enforcer.snapshot(), LIST, ctx, _TARGET_COLUMNS)
+    def _compile_list_rule(self, snapshot: PolicySnapshot, ctx: Any) -> sqlfilter.RowFilter:
+        return sqlfilter.compile_filter(snapshot, LIST, ctx, _TARGET_COLUMNS)
 
     # -- reads ------------------------------------------------------------------------
 
     def get(self, ctx: Any, uuid: str) -> Consumer:
         """The consumer ``uuid``; ``NotFound`` when missing or not visible to the caller."""
         uuid = validation.normalize_uuid(uuid)
-        row = self._run(lambda conn: self._visible_row(conn, ctx, uuid), write=False)
-        return _consumer(row)
+        snapshot = self._enforcer.snapshot()
+        _row_id, consumer = self._run(
+            lambda conn: self._visible_row(conn, snapshot, ctx, uuid), write=False
+        )
+        return consumer
 
     def can_list(self, ctx: Any) -> bool:
         """Whether the list rule can allow any row for these credentials (not the data)."""
-        return self._compile_list_rule(ctx).kind != "deny"
+        return self._compile_list_rule(self._enforcer.snapshot(), ctx).kind != "deny"
 
     def list(
         self,
@@ -231,30 +253,31 @@ class ConsumerRepository:
         limit = validation.validate_limit(limit)
         if marker is not None:
             marker = validation.normalize_uuid(marker, "marker")
-        row_filter = self._compile_list_rule(ctx)
+        snapshot = self._enforcer.snapshot()
+        row_filter = self._compile_list_rule(snapshot, ctx)
         if row_filter.kind == "deny":
             raise exception.Forbidden()
-        query = _SELECT_CONSUMER.order_by(models.Consumer.uuid)
+        query = _SELECT_CONSUMER.order_by(_consumers.c.uuid)
         if project_id is not None:
-            query = query.where(models.Project.external_id == project_id)
+            query = query.where(_projects.c.external_id == project_id)
         if user_id is not None:
-            query = query.where(models.User.external_id == user_id)
+            query = query.where(_users.c.external_id == user_id)
         if consumer_type is not None:
-            query = query.where(models.ConsumerType.name == consumer_type)
+            query = query.where(_types.c.name == consumer_type)
         if row_filter.kind == "per_row":
             LOG.warning(
                 "listing consumers row by row: the list rule has a part SQL cannot express (%s)",
                 row_filter.reason,
             )
             rows = self._run(
-                lambda conn: self._scan_per_row(conn, ctx, query, marker, limit + 1),
+                lambda conn: self._scan_per_row(conn, snapshot, ctx, query, marker, limit + 1),
                 write=False,
             )
         else:
             if row_filter.kind == "condition":
                 query = query.where(row_filter.condition)
             if marker is not None:
-                query = query.where(models.Consumer.uuid > marker)
+                query = query.where(_consumers.c.uuid > marker)
             query = query.limit(limit + 1)
             rows = self._run(lambda conn: conn.execute(query).all(), write=False)
         page = [_consumer(row) for row in rows[:limit]]
@@ -264,6 +287,7 @@ class ConsumerRepository:
     def _scan_per_row(
         self,
         conn: Connection,
+        snapshot: PolicySnapshot,
         ctx: Any,
         query: sqlalchemy.Select[Any],
         marker: str | None,
@@ -274,10 +298,10 @@ class ConsumerRepository:
         while len(allowed) < wanted:
             batch_query = query.limit(PER_ROW_BATCH)
             if marker is not None:
-                batch_query = batch_query.where(models.Consumer.uuid > marker)
+                batch_query = batch_query.where(_consumers.c.uuid > marker)
             batch = conn.execute(batch_query).all()
             for row in batch:
-                if self._allowed(ctx, LIST, _consumer(row).target()):
+                if self._allowed(snapshot, ctx, LIST, _consumer(row).target()):
                     allowed.append(row)
                     if len(allowed) == wanted:
                         break
@@ -313,24 +337,24 @@ class ConsumerRepository:
             "consumer_type": consumer_type,
             "uuid": uuid,
         }
-        if not self._allowed(ctx, CREATE, target):
+        if not self._allowed(self._enforcer.snapshot(), ctx, CREATE, target):
             raise exception.Forbidden()
 
         def work(conn: Connection) -> Consumer:
             existing = conn.execute(
-                select(models.Consumer.id).where(models.Consumer.uuid == uuid)
+                select(_consumers.c.id).where(_consumers.c.uuid == uuid)
             ).first()
             if existing is not None:
                 raise exception.ConcurrentUpdate(EXISTS_DETAIL)
             now = _now()
             values = {
                 "uuid": uuid,
-                "project_id": _get_or_create(conn, models.Project, project_id),
-                "user_id": _get_or_create(conn, models.User, user_id),
+                "project_id": _get_or_create(conn, _projects.c.external_id, project_id),
+                "user_id": _get_or_create(conn, _users.c.external_id, user_id),
                 "consumer_type_id": (
                     None
                     if consumer_type is None
-                    else _get_or_create(conn, models.ConsumerType, consumer_type)
+                    else _get_or_create(conn, _types.c.name, consumer_type)
                 ),
                 "generation": 0,
                 "created_at": now,
@@ -339,9 +363,9 @@ class ConsumerRepository:
             # ON CONFLICT DO NOTHING: a create that loses a race to another one
             # is answered like the duplicate it is, not with an integrity error.
             inserted = conn.execute(
-                _insert_ignoring_conflict(conn, models.Consumer, "uuid")
+                _insert_ignoring_conflict(conn, _consumers, "uuid")
                 .values(values)
-                .returning(models.Consumer.id)
+                .returning(_consumers.c.id)
             ).first()
             if inserted is None:
                 raise exception.ConcurrentUpdate(EXISTS_DETAIL)
@@ -383,11 +407,11 @@ class ConsumerRepository:
             user_id = validation.validate_external_id(user_id, "user_id")
         if not isinstance(consumer_type, _Keep):
             consumer_type = validation.validate_consumer_type(consumer_type)
+        snapshot = self._enforcer.snapshot()
 
         def work(conn: Connection) -> Consumer:
-            row = self._visible_row(conn, ctx, uuid)
-            current = _consumer(row)
-            if not self._allowed(ctx, UPDATE, current.target()):
+            row_id, current = self._visible_row(conn, snapshot, ctx, uuid)
+            if not self._allowed(snapshot, ctx, UPDATE, current.target()):
                 raise exception.Forbidden()
             wanted = Consumer(
                 uuid=uuid,
@@ -401,7 +425,7 @@ class ConsumerRepository:
                 updated_at=_now(),
             )
             moves = (wanted.project_id, wanted.user_id) != (current.project_id, current.user_id)
-            if moves and not self._allowed(ctx, CREATE, wanted.target()):
+            if moves and not self._allowed(snapshot, ctx, CREATE, wanted.target()):
                 raise exception.Forbidden()
             _check_generation(generation, current.generation)
             if current.generation >= validation.MAX_GENERATION:
@@ -412,18 +436,20 @@ class ConsumerRepository:
                 "updated_at": wanted.updated_at,
             }
             if wanted.project_id != current.project_id:
-                values["project_id"] = _get_or_create(conn, models.Project, wanted.project_id)
+                values["project_id"] = _get_or_create(
+                    conn, _projects.c.external_id, wanted.project_id
+                )
             if wanted.user_id != current.user_id:
-                values["user_id"] = _get_or_create(conn, models.User, wanted.user_id)
+                values["user_id"] = _get_or_create(conn, _users.c.external_id, wanted.user_id)
             if wanted.consumer_type != current.consumer_type:
                 values["consumer_type_id"] = (
                     None
                     if wanted.consumer_type is None
-                    else _get_or_create(conn, models.ConsumerType, wanted.consumer_type)
+                    else _get_or_create(conn, _types.c.name, wanted.consumer_type)
                 )
             changed = conn.execute(
-                sql_update(models.Consumer)
-                .where(models.Consumer.id == row.id, models.Consumer.generation == generation)
+                sql_update(_consumers)
+                .where(_consumers.c.id == row_id, _consumers.c.generation == generation)
                 .values(values)
             ).rowcount
             if changed != 1:
@@ -441,19 +467,19 @@ class ConsumerRepository:
         uuid = validation.normalize_uuid(uuid)
         if generation is not None:
             generation = validation.validate_generation(generation)
+        snapshot = self._enforcer.snapshot()
 
         def work(conn: Connection) -> None:
-            row = self._visible_row(conn, ctx, uuid)
-            current = _consumer(row)
-            if not self._allowed(ctx, DELETE, current.target()):
+            row_id, current = self._visible_row(conn, snapshot, ctx, uuid)
+            if not self._allowed(snapshot, ctx, DELETE, current.target()):
                 raise exception.Forbidden()
             if generation is not None:
                 _check_generation(generation, current.generation)
             # The decision was made on this generation of the row: delete that one only.
             deleted = conn.execute(
-                sql_delete(models.Consumer).where(
-                    models.Consumer.id == row.id,
-                    models.Consumer.generation == current.generation,
+                sql_delete(_consumers).where(
+                    _consumers.c.id == row_id,
+                    _consumers.c.generation == current.generation,
                 )
             ).rowcount
             if deleted != 1:
@@ -486,7 +512,7 @@ def _check_generation(expected: int, actual: int) -> None:
 def _raise_lost_race(conn: Connection, uuid: str, expected: int) -> None:
     """A compare-and-swap matched no row: say why, after the fact."""
     actual = conn.execute(
-        select(models.Consumer.generation).where(models.Consumer.uuid == uuid)
+        select(_consumers.c.generation).where(_consumers.c.uuid == uuid)
     ).scalar_one_or_none()
     if actual is None:
         raise exception.NotFound(NOT_FOUND_DETAIL)
@@ -494,40 +520,32 @@ def _raise_lost_race(conn: Connection, uuid: str, expected: int) -> None:
     raise exception.ConcurrentUpdate(CHANGED_DETAIL)
 
 
-_NAME_COLUMN: Final = {
-    models.Project: "external_id",
-    models.User: "external_id",
-    models.ConsumerType: "name",
-}
-
-
-def _insert_ignoring_conflict(conn: Connection, model: type[models.Base], column: str) -> Any:
+def _insert_ignoring_conflict(conn: Connection, table: sqlalchemy.Table, column: str) -> Any:
     """``INSERT .. ON CONFLICT (column) DO NOTHING`` in the connection's dialect."""
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return dialect_insert(model).on_conflict_do_nothing(index_elements=[column])
+    return dialect_insert(table).on_conflict_do_nothing(index_elements=[column])
 
 
-def _get_or_create(
-    conn: Connection, model: type[models.Project | models.User | models.ConsumerType], name: str
-) -> int:
-    """The id of the row named ``name``, inserting it if needed; safe when creates race.
+def _get_or_create(conn: Connection, name_column: sqlalchemy.Column[str], name: str) -> int:
+    """The id of the row whose ``name_column`` is ``name``, inserted if needed.
 
-    ``ON CONFLICT DO NOTHING`` then a re-read (a new snapshot under READ
-    COMMITTED) instead of catching the unique violation, which on PostgreSQL
-    would abort the whole transaction.
+    Safe when creates race: ``ON CONFLICT DO NOTHING`` then a re-read (a new
+    snapshot under READ COMMITTED) instead of catching the unique violation,
+    which on PostgreSQL would abort the whole transaction.
     """
-    column = getattr(model, _NAME_COLUMN[model])
-    found = conn.execute(select(model.id).where(column == name)).scalar_one_or_none()
+    table = name_column.table
+    lookup = select(table.c.id).where(name_column == name)
+    found = conn.execute(lookup).scalar_one_or_none()
     if found is not None:
         return found
     inserted = conn.execute(
-        _insert_ignoring_conflict(conn, model, _NAME_COLUMN[model])
-        .values({_NAME_COLUMN[model]: name})
-        .returning(model.id)
+        _insert_ignoring_conflict(conn, table, name_column.key)
+        .values({name_column.key: name})
+        .returning(table.c.id)
     ).scalar_one_or_none()
     if inserted is not None:
         return inserted
-    return conn.execute(select(model.id).where(column == name)).scalar_one()
+    return conn.execute(lookup).scalar_one()
 
 
 __all__ = ["KEEP", "Consumer", "ConsumerPage", "ConsumerRepository"]

@@ -25,6 +25,7 @@ N``) that wants to start it with an application it builds itself.
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 import sys
 import threading
@@ -40,6 +41,7 @@ from guard import log as guard_log
 CONFIG_FILE_ENV = "GUARD_CONFIG_FILE"
 PIPELINE_ENV = "GUARD_PIPELINE"
 LOG_LEVEL_ENV = "GUARD_LOG_LEVEL"
+LOG_CONFIG_ENV = "GUARD_LOG_CONFIG"
 LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
 
 WSGIApp = Callable[..., Any]
@@ -47,29 +49,43 @@ Built = tuple[deploy.Services, WSGIApp]
 
 
 def configure_logging(fingerprint_key: str | None, level: str = "INFO") -> None:
-    """guard's logs on stderr, redacted, with the access log at INFO.
+    """guard's logs, redacted: from ``GUARD_LOG_CONFIG`` if set, else on stderr.
 
-    gunicorn configures only its own loggers; without this a worker would
-    drop guard's INFO lines (the access log) and log the rest unredacted.
+    ``GUARD_LOG_CONFIG`` names a ``logging.config.fileConfig`` file such as
+    ``etc/guard/logging.conf``. Without it, guard's loggers (the access log at
+    ``level``) write to stderr: gunicorn configures only its own loggers, so a
+    worker would otherwise drop guard's INFO lines. Either way the redacting
+    filter goes on every handler.
     """
-    root = logging.getLogger()
-    if not any(getattr(h, "_guard_wsgi", False) for h in root.handlers):
+    config_file = os.environ.get(LOG_CONFIG_ENV)
+    if config_file:
+        logging.config.fileConfig(config_file, disable_existing_loggers=False)
+    else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        handler._guard_wsgi = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+        root = logging.getLogger()
+        root.handlers = [handler]
         root.setLevel(logging.WARNING)
-    logging.getLogger("guard").setLevel(level)
+        logging.getLogger("guard").setLevel(level)
     guard_log.install(fingerprint_key)
 
 
-def build_from(conf: Any, *, pipeline: str | None = None, policy_file: str | None = None) -> Built:
+def build_from(
+    conf: Any,
+    *,
+    pipeline: str | None = None,
+    policy_file: str | None = None,
+    log_level: str | None = None,
+) -> Built:
     """The services and the pipeline for a loaded ``conf`` (no migration; see the module doc).
 
-    Raises ``guard.policy.PolicyFileError`` when the policy file is invalid,
-    so a worker with a bad policy fails to boot instead of serving defaults.
+    Raises ``guard.policy.PolicyFileError`` when the policy file is invalid
+    (and ``guard.deploy.PipelineError`` when the pipeline cannot run), so a
+    worker that cannot serve as configured fails to boot instead of serving
+    something else. ``log_level`` defaults to ``GUARD_LOG_LEVEL``, else INFO.
     """
-    configure_logging(conf.guard.fingerprint_key, os.environ.get(LOG_LEVEL_ENV, "INFO"))
+    level = log_level or os.environ.get(LOG_LEVEL_ENV) or "INFO"
+    configure_logging(conf.guard.fingerprint_key, level)
     services = deploy.build_services(conf, policy_file=policy_file)
     return services, deploy.build_pipeline(services, pipeline or conf.guard.pipeline)
 
@@ -122,9 +138,11 @@ class ForkSafeApplication:
         return self._current()(environ, start_response)
 
     def close(self) -> None:
-        """Close this process's database connections (a worker on its way out)."""
+        """A worker on its way out: write the queued decisions, close the connections."""
         if self._built is not None and self._pid == os.getpid():
-            self._built[0].engine.dispose()
+            services = self._built[0]
+            services.decision_log.close()
+            services.engine.dispose()
 
 
 _application: ForkSafeApplication | None = None
@@ -144,7 +162,7 @@ def __getattr__(name: str) -> Any:
 
 
 def close() -> None:
-    """Close the database connections of this process's application, if it has one."""
+    """Close this process's application, if it has one (see :meth:`ForkSafeApplication.close`)."""
     if _application is not None:
         _application.close()
 

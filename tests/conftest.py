@@ -16,6 +16,9 @@ import pytest
 
 from tests.fixtures.pgcluster import PostgresCluster, PostgresUnavailable
 
+# Every test runs under the log leak detector (autouse fixture `log_leaks`).
+pytest_plugins = ["tests.fixtures.logleak"]
+
 
 @pytest.fixture(scope="session")
 def postgresql_cluster() -> Iterator[PostgresCluster]:

@@ -1,4 +1,4 @@
-"""``guard serve``: the consumers API in a multi-threaded waitress server.
+"""``guard serve``: the consumers API in a multi-threaded waitress server (or gunicorn).
 
 The database is migrated on start (a SQLite file ``./var/guard.sqlite``
 unless configured), the policy file validated (an invalid one refuses the
@@ -10,6 +10,7 @@ installed and the access log on at INFO. Options come from oslo.config files
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import logging
 import sys
@@ -48,9 +49,16 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--pipeline",
         choices=guard_conf.PIPELINES,
         help="trusted (identity headers from a proxy) or main (keystonemiddleware auth_token); "
-        "default: trusted",
+        "default: [guard] pipeline (main), or trusted with --demo",
     )
     parser.add_argument("--threads", type=int, help="worker threads (default: 8)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run N gunicorn worker processes instead of one waitress process "
+        "(use PostgreSQL: the processes share the database)",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -100,24 +108,6 @@ def bind_warning(pipeline: str, host: str) -> str | None:
     )
 
 
-def main_pipeline_problem(conf: cfg.ConfigOpts) -> str | None:
-    """What keeps the ``main`` pipeline from answering a 401 properly, if anything.
-
-    keystonemiddleware names the identity endpoint in each 401's
-    ``WWW-Authenticate``; with neither that URI nor credentials to discover
-    it, it fails on every rejected token instead.
-    """
-    if conf.guard.pipeline != "main":
-        return None
-    options = conf.keystone_authtoken
-    if options.www_authenticate_uri or options.auth_type:
-        return None
-    return (
-        "the main pipeline needs [keystone_authtoken] www_authenticate_uri and the "
-        "service's credentials (auth_type, auth_url, ...) in the configuration file"
-    )
-
-
 def _configure_logging(level: str, fingerprint_key: str | None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -136,6 +126,8 @@ def serve(args: argparse.Namespace) -> int:
     except (cfg.Error, ValueError) as error:
         print(f"guard serve: invalid configuration: {error}", file=sys.stderr)
         return 2
+    if args.demo and args.pipeline is None:
+        conf.set_override("pipeline", "trusted", group="guard")
     if args.demo and conf.guard.pipeline != "trusted":
         print("guard serve: --demo prints lines for the trusted pipeline only", file=sys.stderr)
         return 2
@@ -149,11 +141,36 @@ def serve(args: argparse.Namespace) -> int:
         # The error's text may carry the URL's password: say its kind only.
         print(f"guard serve: cannot use the database ({type(error).__name__})", file=sys.stderr)
         return 1
-    app = deploy.build_pipeline(services, conf.guard.pipeline)
-    problem = main_pipeline_problem(conf)
-    if problem:
-        print(f"guard serve: refusing to start: {problem}", file=sys.stderr)
+    try:
+        app = deploy.build_pipeline(services, conf.guard.pipeline)
+    except deploy.PipelineError as error:
+        print(f"guard serve: refusing to start: {error}", file=sys.stderr)
         return 2
+    warning = bind_warning(conf.guard.pipeline, conf.api.bind_host)
+    if warning:
+        print(warning, file=sys.stderr)
+    if args.workers:
+        return _run_gunicorn(args, conf, services)
+    return _run_waitress(args, conf, services, app)
+
+
+def _announce(args: argparse.Namespace, conf: Any, services: deploy.Services, port: int) -> None:
+    """Seed the demo (with ``--demo``) and print where guard serves."""
+    base_url = f"http://{_url_host(conf.api.bind_host)}:{port}"
+    if args.demo:
+        demo.seed(services.repository, services.enforcer)
+        print(demo.instructions(base_url), flush=True)
+    database = make_url(deploy.database_url(conf)).render_as_string(hide_password=True)
+    processes = f"{args.workers} gunicorn workers x " if args.workers else ""
+    print(
+        f"guard serving {base_url} (pipeline {conf.guard.pipeline}, database {database}, "
+        f"{processes}{conf.api.threads} threads); Ctrl-C stops it.",
+        flush=True,
+    )
+
+
+def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services, app: Any) -> int:
+    """One process, ``threads`` worker threads: the default."""
     server = waitress.create_server(
         app,
         host=conf.api.bind_host,
@@ -161,19 +178,7 @@ def serve(args: argparse.Namespace) -> int:
         threads=conf.api.threads,
         ident="guard",
     )
-    base_url = f"http://{_url_host(conf.api.bind_host)}:{server.effective_port}"
-    database = make_url(deploy.database_url(conf)).render_as_string(hide_password=True)
-    warning = bind_warning(conf.guard.pipeline, conf.api.bind_host)
-    if warning:
-        print(warning, file=sys.stderr)
-    if args.demo:
-        demo.seed(services.repository, services.enforcer)
-        print(demo.instructions(base_url), flush=True)
-    print(
-        f"guard serving {base_url} (pipeline {conf.guard.pipeline}, database {database}, "
-        f"{conf.api.threads} threads); Ctrl-C stops it.",
-        flush=True,
-    )
+    _announce(args, conf, services, server.effective_port)
     try:
         server.run()
     except KeyboardInterrupt:
@@ -182,6 +187,31 @@ def serve(args: argparse.Namespace) -> int:
         server.close()
         services.decision_log.close()
         services.engine.dispose()
+    return 0
+
+
+def _run_gunicorn(args: argparse.Namespace, conf: Any, services: deploy.Services) -> int:
+    """``--workers N``: gunicorn processes sharing the database (see guard.wsgi).
+
+    The database was migrated and the policy checked here, once; each worker
+    builds its own engine, enforcer and decision log after the fork.
+    """
+    if not conf.api.bind_port:
+        print("guard serve: --workers needs a fixed --port", file=sys.stderr)
+        return 2
+    _announce(args, conf, services, conf.api.bind_port)
+    services.decision_log.close()
+    services.engine.dispose()
+    from guard import wsgi  # gunicorn is loaded only for --workers
+
+    wsgi.run_gunicorn(
+        functools.partial(
+            wsgi.build_from, conf, pipeline=conf.guard.pipeline, policy_file=args.policy_file
+        ),
+        bind=f"{_url_host(conf.api.bind_host)}:{conf.api.bind_port}",
+        workers=args.workers,
+        threads=conf.api.threads,
+    )
     return 0
 
 

@@ -38,13 +38,18 @@ LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: How long a SQLite connection waits for another writer's lock (seconds).
-SQLITE_BUSY_TIMEOUT = 30.0
+SQLITE_BUSY_TIMEOUT = 10.0
+#: SQLite memory map and page cache sizes (per connection; the map is shared).
+SQLITE_MMAP_BYTES = 256 * 1024 * 1024
+SQLITE_CACHE_KIB = 32 * 1024
 #: PostgreSQL statement and lock timeouts (milliseconds).
 POSTGRESQL_STATEMENT_TIMEOUT_MS = 30_000
 POSTGRESQL_LOCK_TIMEOUT_MS = 10_000
 POSTGRESQL_CONNECT_TIMEOUT_S = 10
-#: Attempts of one transaction when the database reports lock contention.
+#: Attempts of one transaction when the database reports lock contention,
+#: and the time after which no new attempt starts (each may wait for a lock).
 MAX_ATTEMPTS = 6
+RETRY_BUDGET_S = 15.0
 _BACKOFF_BASE_S = 0.01
 
 # PostgreSQL SQLSTATEs that mean "the transaction lost a race; run it again":
@@ -87,6 +92,11 @@ def _create_sqlite_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
             # Safe with WAL: a power loss may drop the last commits, never corrupt.
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # Read pages through a memory map and keep more of them cached: a
+            # list page reads rows scattered over the file (uuid order is not
+            # insertion order), and a read() per page would dominate its cost.
+            cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         finally:
             cursor.close()
 
@@ -115,33 +125,40 @@ def is_retryable(error: sqlalchemy.exc.DBAPIError) -> bool:
     sqlstate = getattr(error.orig, "sqlstate", None)
     if sqlstate in _PG_RETRYABLE_SQLSTATES:
         return True
-    if isinstance(error, sqlalchemy.exc.OperationalError) and sqlstate is None:
-        message = str(error.orig).lower()
-        return "database is locked" in message or "database is busy" in message
-    return False
+    # sqlite3 (Python 3.11+) names the primary result code: SQLITE_BUSY is
+    # "database is locked" (another connection writes), SQLITE_LOCKED a
+    # conflict within one shared cache; extended codes add a suffix.
+    sqlite_error = getattr(error.orig, "sqlite_errorname", "") or ""
+    return sqlite_error.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
 
 
 def run_in_transaction(engine: Engine, work: Callable[[Connection], T], *, write: bool) -> T:
     """Run ``work(connection)`` in one transaction: commit on return, roll back on error.
 
     The whole transaction is retried, with jittered exponential backoff, up
-    to :data:`MAX_ATTEMPTS` times while the database reports lock contention;
+    to :data:`MAX_ATTEMPTS` times (none starting after :data:`RETRY_BUDGET_S`)
+    while the database reports lock contention or a dropped connection;
     ``work`` must therefore have no effect outside the database. An
     :class:`sqlalchemy.exc.IntegrityError` is re-raised for the caller to
     interpret; any other database error becomes ``Unavailable``. Errors of
     guard's own (``GuardError``) raised by ``work`` roll back and pass through.
     """
+    deadline = time.monotonic() + RETRY_BUDGET_S
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with engine.connect() as conn:
-                if write:
-                    conn.execution_options(**{WRITE_OPTION: True})
+                if not write:
+                    # One read transaction, begun by the first statement and
+                    # rolled back when the connection returns to the pool: as
+                    # cheap as a bare select, nothing to commit.
+                    return work(conn)
+                conn.execution_options(**{WRITE_OPTION: True})
                 with conn.begin():
                     return work(conn)
         except sqlalchemy.exc.IntegrityError:
             raise
         except sqlalchemy.exc.DBAPIError as error:
-            if attempt < MAX_ATTEMPTS and is_retryable(error):
+            if attempt < MAX_ATTEMPTS and time.monotonic() < deadline and is_retryable(error):
                 time.sleep(_BACKOFF_BASE_S * 2**attempt * random.uniform(0.5, 1.5))  # noqa: S311 jitter
                 continue
             raise _unavailable(error) from None

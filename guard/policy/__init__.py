@@ -12,10 +12,12 @@ from oslo_config import cfg
 from guard.policies import list_rules
 from guard.policy.enforcer import Enforcer
 from guard.policy.errors import PolicyFileError, Problem
+from guard.policy.explain import Explanation
 from guard.policy.snapshot import PolicySnapshot
 
 __all__ = [
     "Enforcer",
+    "Explanation",
     "PolicyFileError",
     "PolicySnapshot",
     "Problem",

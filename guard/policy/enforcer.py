@@ -113,9 +113,13 @@ class Enforcer(policy.Enforcer):
         self.last_reload_error: str | None = None
         #: Warnings (not errors) about the policy files last read.
         self.last_reload_warnings: list[Problem] = []
-        self._source = PolicySource(self._locate_policy_file, self._locate_policy_dirs)
-        self._source.interval = self.reload_interval
+        self._source = self._new_source()
         self._files_applied = False
+
+    def _new_source(self) -> PolicySource:
+        return PolicySource(
+            self._locate_policy_file, self._locate_policy_dirs, self.reload_interval
+        )
 
     # -- oslo.policy state, tracked so that any change recompiles -------------------------
 
@@ -149,8 +153,7 @@ class Enforcer(policy.Enforcer):
     def clear(self) -> None:
         with self._lock:
             super().clear()
-            self._source = PolicySource(self._locate_policy_file, self._locate_policy_dirs)
-            self._source.interval = self.reload_interval
+            self._source = self._new_source()
             self._files_applied = False
             self.last_reload_error = None
 
@@ -164,7 +167,7 @@ class Enforcer(policy.Enforcer):
     def snapshot(self) -> PolicySnapshot:
         """The rules in force, after a (rate-limited) check of the policy files."""
         snap = self._snapshot
-        if snap is not None and not self._dirty and not self._source.due():
+        if snap is not None and not self._dirty and not (self.use_conf and self._source.due()):
             return snap
         return self._refresh(force=False)
 
@@ -186,6 +189,9 @@ class Enforcer(policy.Enforcer):
             return self._snapshot  # type: ignore[return-value]
         try:
             files = self._source.poll(force=force or first) if self.use_conf else None
+            if files is not None:
+                self.policy_path = files.main[0] if files.main else None
+                self._informed_no_policy_file = files.main is None
             if files is not None or self._dirty or self._snapshot is None:
                 self._apply(files)
             return self._snapshot  # type: ignore[return-value]
@@ -193,18 +199,16 @@ class Enforcer(policy.Enforcer):
             self._lock.release()
 
     def _locate_policy_file(self) -> str | None:
-        path = self._locate(self.policy_file)
-        self.policy_path = path
-        self._informed_no_policy_file = path is None
-        return path
+        # An absolute path is not checked here: the poll's one stat tells.
+        return self._locate(self.policy_file)
 
     def _locate_policy_dirs(self) -> list[str]:
-        found = (self._locate(path) for path in self.conf.oslo_policy.policy_dirs)
+        found = (self._locate(path) for path in self.conf.oslo_policy.policy_dirs if path)
         return [path for path in found if path and os.path.isdir(path)]
 
     def _locate(self, path: str) -> str | None:
         if os.path.isabs(path):
-            return path if os.path.exists(path) else None
+            return path
         return self.conf.find_file(path)
 
     def _apply(self, files: PolicyFiles | None) -> None:
@@ -306,7 +310,10 @@ class Enforcer(policy.Enforcer):
         if self._snapshot is None:
             raise error
         self.last_reload_error = str(error)
-        self._dirty = False
+        if self._dirty:
+            # Changes made in code (a newly registered default) still apply.
+            self._with_defaults(self.rules, self.file_rules)
+            self._install(self.rules)
         LOG.error(
             "Policy reload refused; revision %s stays in force: %s",
             self._snapshot.revision,

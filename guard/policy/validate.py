@@ -9,6 +9,7 @@ rule (never the file's text), so it can be logged and shown on the healthcheck.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -38,8 +39,10 @@ def check_string_problem(check_str: str) -> str | None:
 
     Mirrors oslo.policy's tokenizer (``_parser._parse_tokenize``) and runs its
     own reducer, so that a string oslo.policy would turn into a deny-all is
-    reported instead.
+    reported instead. The empty string is oslo.policy's "always allow".
     """
+    if check_str == "":
+        return None
     for raw in _parser._tokenize_re.split(check_str):
         token = raw.lstrip("(")
         clean = token.rstrip(")")
@@ -79,11 +82,31 @@ def _value_problem(value: object) -> str | None:
     return 'the value is not a check string (write "" or "@" to allow everyone)'
 
 
-def _yaml_problem(source: str, exc: yaml.YAMLError) -> Problem:
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_KEY_AT_LINE_START = re.compile(r"""^\s*(?:"([^"]+)"|'([^']+)'|([^\s"'#:][^:#]*?))\s*:""")
+
+
+def _rule_at(text: str, line: int | None) -> str | None:
+    """The rule name a YAML error's line (or the line above it) starts with."""
+    if not line:
+        return None
+    lines = text.splitlines()
+    for candidate in (line, line - 1):
+        if 0 < candidate <= len(lines):
+            found = _KEY_AT_LINE_START.match(lines[candidate - 1])
+            if found:
+                return next(group for group in found.groups() if group)
+    return None
+
+
+def _yaml_problem(source: str, text: str, exc: yaml.YAMLError) -> Problem:
     mark = getattr(exc, "problem_mark", None)
     line = mark.line + 1 if mark is not None else None
     reason = getattr(exc, "problem", None) or "the file is not valid YAML"
-    return Problem(source, line, None, f"YAML error: {reason}")
+    # The parser quotes what it found (a tag, an alias, a character): that is the
+    # file's text, which a problem never carries.
+    reason = _QUOTED.sub("'...'", reason)
+    return Problem(source, line, _rule_at(text, line), f"YAML error: {reason}")
 
 
 def parse_policy_text(text: str, source: str) -> FileRules:
@@ -92,7 +115,7 @@ def parse_policy_text(text: str, source: str) -> FileRules:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        return FileRules(source, problems=[_yaml_problem(source, exc)])
+        return FileRules(source, problems=[_yaml_problem(source, text, exc)])
     if data is None:
         return FileRules(source)
     if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):

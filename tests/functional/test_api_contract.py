@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 import webtest
 
+from guard import conf as guard_conf
 from guard import deploy
+from tests.fixtures.pgcluster import free_port
 from tests.functional.test_api_support import (
     CONSUMER_KEYS,
     REQUEST_ID_RE,
@@ -152,8 +154,6 @@ def test_healthcheck_reports_a_refused_reload(tmp_path: Path, cast: Cast) -> Non
 
 def test_unreachable_database_is_503(tmp_path: Path, cast: Cast) -> None:
     # A PostgreSQL URL on a loopback port nothing listens on.
-    from tests.fixtures.pgcluster import free_port
-
     services = deploy.build_services(
         _conf_with(f"postgresql+psycopg://guard:s3cret@127.0.0.1:{free_port()}/guard")
     )
@@ -174,8 +174,6 @@ def test_unreachable_database_is_503(tmp_path: Path, cast: Cast) -> None:
 
 
 def _conf_with(url: str) -> Any:
-    from guard import conf as guard_conf
-
     conf = guard_conf.load()
     conf.set_override("connection", url, group="database")
     return conf

@@ -155,8 +155,8 @@ def served(app: Any, threads: int = 4) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
         stopping.set()
+        server.task_dispatcher.shutdown()  # no task pulls the trigger after close()
         server.close()
-        server.task_dispatcher.shutdown()
         thread.join(timeout=5)
 
 

@@ -12,6 +12,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -35,6 +36,7 @@ def served(sqlite_url: str) -> Iterator[tuple[str, str]]:
         yield server.application_url.rstrip("/"), sqlite_url
     finally:
         server.shutdown()
+        services.decision_log.close()
         services.engine.dispose()
 
 
@@ -134,3 +136,17 @@ def test_a_target_that_does_not_answer_is_reported_not_loaded(capsys):
         port = sock.getsockname()[1]
         assert guard_main(["load", "--url", f"http://127.0.0.1:{port}", "--requests", "5"]) == 2
     assert "no answer from" in capsys.readouterr().err
+
+
+def test_the_time_an_outage_marker_exists_is_reported_as_an_outage(served, tmp_path):
+    url, _ = served
+    marker = tmp_path / "outage"
+    marker.touch()
+    threading.Timer(0.8, marker.unlink).start()
+    config = load.LoadConfig(url=url, threads=2, requests=None, duration=3.0)
+    summary = load.judge(load.run_load(config, outage_marker=str(marker)))
+    (outage,) = summary["outages"]
+    assert outage["duration_seconds"] > 0
+    assert outage["unavailable"] == 0  # nothing was down: a healthy server answered
+    assert outage["recovered_after_seconds"] is not None
+    assert "answered 503, recovered" in load.render_text(summary)

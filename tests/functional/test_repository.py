@@ -407,6 +407,7 @@ def test_delete_with_and_without_generation(repo, enforcer):
 
 
 def test_consumer_json(repo, enforcer):
+    repo.ping()  # the database answers
     row = repo.create(admin(enforcer), new_uuid(), project_id=A, user_id="u")
     body = repo.get(admin(enforcer), row.uuid).to_dict()
     assert set(body) == {

@@ -42,17 +42,19 @@ def _repository(url: str) -> tuple[ConsumerRepository, RequestContext]:
 def update_until_done(url: str, consumer: str, updates: int) -> tuple[int, int]:
     """Make ``updates`` successful updates of ``consumer``; (successes, conflicts)."""
     repo, ctx = _repository(url)
-    successes = conflicts = 0
+    successes = conflicts = streak = 0
     while successes < updates:
         generation = repo.get(ctx, consumer).generation
         try:
             repo.update(ctx, consumer, generation=generation)
         except exception.ConcurrentUpdate:
             conflicts += 1
-            # Back off a little, as a well-behaved client would: fewer wasted rounds.
-            time.sleep(random.uniform(0, 0.004))
+            streak += 1
+            # Jittered exponential backoff, as a well-behaved client retries.
+            time.sleep(random.uniform(0, 0.001 * 2 ** min(streak, 6)))
             continue
         successes += 1
+        streak = 0
     return successes, conflicts
 
 

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from guard import conf as guard_conf
 from guard import demo, deploy
 from guard.cmd import build_parser
 from guard.cmd import serve as serve_cmd
+from tests.fixtures.pgcluster import free_port
 from tests.functional.test_api_support import REQUEST_ID_RE, http, services_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,19 +202,17 @@ def test_main_pipeline_without_keystone_settings_refuses_to_start(tmp_path: Path
     assert "www_authenticate_uri" in stderr
 
 
-def test_main_pipeline_problem_is_cleared_by_the_keystone_settings(sqlite_url: str) -> None:
+def test_main_pipeline_needs_the_keystone_settings(sqlite_url: str) -> None:
     services = services_for(sqlite_url)
     try:
-        services.conf.set_override("pipeline", "main", group="guard")
-        deploy.build_pipeline(services, "main")  # registers keystonemiddleware's options
-        assert serve_cmd.main_pipeline_problem(services.conf)
+        with pytest.raises(deploy.PipelineError, match="www_authenticate_uri"):
+            deploy.build_pipeline(services, "main")
         services.conf.set_override(
             "www_authenticate_uri", "https://keystone.example/identity", "keystone_authtoken"
         )
-        assert serve_cmd.main_pipeline_problem(services.conf) is None
-        services.conf.set_override("pipeline", "trusted", group="guard")
-        services.conf.clear_override("www_authenticate_uri", "keystone_authtoken")
-        assert serve_cmd.main_pipeline_problem(services.conf) is None
+        assert deploy.build_pipeline(services, "main") is not None
+        with pytest.raises(deploy.PipelineError, match="unknown pipeline"):
+            deploy.build_pipeline(services, "open")
     finally:
         services.decision_log.close()
         services.engine.dispose()
@@ -222,3 +222,38 @@ def test_demo_needs_the_trusted_pipeline(tmp_path: Path) -> None:
     process = guard_serve(tmp_path, "--port", "0", "--pipeline", "main", "--demo")
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2 and "trusted" in stderr
+
+
+def test_workers_serve_the_demo_with_gunicorn(tmp_path: Path) -> None:
+    process = guard_serve(tmp_path, "--demo", "--workers", "2", "--port", str(free_port()))
+    try:
+        lines = read_until_serving(process)
+        assert "2 gunicorn workers" in lines[-1]
+        first_comment, first_curl = next(
+            (comment, curl)
+            for comment, curl in itertools.pairwise(lines)
+            if comment.startswith("# ") and curl.startswith("curl ")
+        )
+        method, url, headers, body = parse_curl(first_curl)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:  # the workers boot after the line is printed
+            try:
+                status, _, _ = http(method, url, headers, body)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert status == int(first_comment.rsplit("expect ", 1)[1])
+        statuses = {http("GET", url.rsplit("/", 1)[0] + "/healthcheck")[0] for _ in range(6)}
+        assert statuses == {200}
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr
+
+
+def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
+    process = guard_serve(tmp_path, "--workers", "2", "--port", "0", "--pipeline", "trusted")
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2 and "--port" in stderr

@@ -206,6 +206,21 @@ def test_longer_hex_runs_are_not_ids() -> None:
     assert guard_log.redact(f"commit {sha1}") == f"commit {sha1}"
 
 
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "--" + "-" * 20_000 + "token",
+        "token" * 20_000,
+        "://a:" + "b" * 50_000 + " password=" + "x",
+        '"password": "' + "\\" * 20_000,
+    ],
+)
+def test_hostile_lines_are_redacted_in_linear_time(hostile: str) -> None:
+    # A quadratic pattern would take minutes here; the test then times out the suite.
+    redacted = guard_log.redact(hostile)
+    assert redacted.endswith(("***", "token", "\\"))
+
+
 def test_redaction_is_idempotent_and_leaves_plain_text_alone() -> None:
     text = f"user {uuid.uuid4()} token=abc password='x' url=mysql://u:p@h/db"
     once = guard_log.redact(text)

@@ -8,7 +8,7 @@ what the access log says.
 
 from __future__ import annotations
 
-import json
+import io
 import logging
 import re
 import uuid
@@ -22,6 +22,7 @@ from oslo_config import cfg
 
 from guard import conf as guard_conf
 from guard import exception, middleware
+from guard import log as guard_log
 from guard.api.environ import ENV_AUTHENTICATED, ENV_CONTEXT, ENV_MAX_BODY_SIZE
 from guard.policy import make_enforcer
 
@@ -284,4 +285,25 @@ def test_guard_options_are_listed_for_the_generator() -> None:
     conf = guard_conf.load()
     assert isinstance(conf, cfg.ConfigOpts)
     assert conf.oslo_middleware.max_request_body_size == 65536
-    assert json.dumps(conf.guard.pipeline) == '"trusted"'
+    assert conf.guard.pipeline == "main"  # fails closed without keystone settings
+
+
+def test_unexpected_error_log_is_redacted(app: webtest.TestApp, recorder: Recorder) -> None:
+    guard_log.install()  # as guard serve does; later handlers get the filter too
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("guard.middleware")
+    logger.addHandler(handler)
+    consumer = str(uuid.uuid4())
+    token = "gAAAAABredactmetoken0123456789abcdef"
+    recorder.fault = RuntimeError(f"lookup of {consumer} with {token} failed")
+    try:
+        response = app.get(
+            f"/consumers/{consumer}", headers={**CONFIRMED, "X-Auth-Token": token}, status=500
+        )
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "Traceback" in text and "RuntimeError" in text
+    assert consumer not in text and token not in text and "u-alice" not in text
+    assert response.headers["X-Openstack-Request-Id"] in text

@@ -1,0 +1,200 @@
+"""Schema, migrations and engine set-up on a real SQLite file and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import tomllib
+import uuid as uuidlib
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+import guard
+from guard.db import api, migration, models
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_upgrade_is_idempotent_and_matches_the_models(database_url: str):
+    assert migration.current(database_url) is None
+    migration.upgrade(database_url)
+    migration.upgrade(database_url)  # a second run changes nothing and does not fail
+    assert migration.current(database_url) == "0001"
+    engine = api.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), models.Base.metadata)
+            indexes = {ix["name"] for ix in sqlalchemy.inspect(conn).get_indexes("consumers")}
+    finally:
+        engine.dispose()
+    assert diff == []
+    assert {"ix_consumers_project_id_uuid", "ix_consumers_user_id_uuid"} <= indexes
+
+
+def test_foreign_keys_are_enforced(database_url: str):
+    migration.upgrade(database_url)
+    engine = api.create_engine(database_url)
+    try:
+        with pytest.raises(sqlalchemy.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(
+                sqlalchemy.insert(models.Consumer).values(
+                    uuid=str(uuidlib.uuid4()),
+                    project_id=12345,
+                    user_id=12345,
+                    generation=0,
+                    created_at=sqlalchemy.func.now(),
+                    updated_at=sqlalchemy.func.now(),
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_engine_uses_wal_and_a_busy_timeout(sqlite_url: str):
+    engine = api.create_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            pragma = conn.exec_driver_sql
+            assert pragma("PRAGMA journal_mode").scalar() == "wal"
+            assert pragma("PRAGMA foreign_keys").scalar() == 1
+            assert pragma("PRAGMA busy_timeout").scalar() == api.SQLITE_BUSY_TIMEOUT * 1000
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_writer_waits_for_another_writers_lock(sqlite_url: str):
+    """A writer that finds the database locked waits (busy timeout) instead of failing."""
+    migration.upgrade(sqlite_url)
+    engine = api.create_engine(sqlite_url)
+    blocker = api.create_engine(sqlite_url)
+    try:
+        with blocker.connect() as held:
+            held.execution_options(**{api.WRITE_OPTION: True})
+            held.begin()
+            held.execute(sqlalchemy.insert(models.Project).values(external_id="holder"))
+            release = threading.Timer(0.3, held.commit)
+            release.start()
+            api.run_in_transaction(
+                engine,
+                lambda conn: conn.execute(
+                    sqlalchemy.insert(models.Project).values(external_id="waiter")
+                ),
+                write=True,
+            )
+            release.join()
+        with engine.connect() as conn:
+            names = set(conn.execute(sqlalchemy.select(models.Project.external_id)).scalars())
+        assert names == {"holder", "waiter"}
+    finally:
+        engine.dispose()
+        blocker.dispose()
+
+
+def test_postgresql_engine_has_timeouts_and_survives_a_dropped_connection(postgresql_url: str):
+    migration.upgrade(postgresql_url)
+    engine = api.create_engine(postgresql_url.replace("postgresql+psycopg", "postgresql"))
+    try:
+        assert engine.dialect.driver == "psycopg"
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "30s"
+            assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "10s"
+            victim = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        # The server drops the pooled connection (a restart, an idle timeout).
+        with sqlalchemy.create_engine(postgresql_url).connect() as admin:
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(victim)})")
+        count = api.run_in_transaction(
+            engine,
+            lambda conn: conn.execute(
+                sqlalchemy.select(sqlalchemy.func.count()).select_from(models.Project)
+            ).scalar(),
+            write=False,
+        )
+        assert count == 0
+    finally:
+        engine.dispose()
+
+
+def _guard(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "guard", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_guard_db_upgrade_command_from_any_directory(tmp_path: Path, postgresql_url: str):
+    first = _guard("db", "upgrade", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "database schema at revision 0001"
+    assert (tmp_path / "var" / "guard.sqlite").is_file()
+    again = _guard("db", "upgrade", cwd=tmp_path)
+    assert (again.returncode, again.stdout) == (0, first.stdout)
+    remote = _guard("db", "upgrade", "--database", postgresql_url, cwd=tmp_path)
+    assert remote.returncode == 0, remote.stderr
+    assert migration.current(postgresql_url) == "0001"
+
+
+def test_guard_db_upgrade_failure_names_no_host_user_or_password(tmp_path: Path):
+    url = "postgresql+psycopg://dbadmin:hunter2@127.0.0.1:1/guard"
+    failed = _guard("db", "upgrade", "--database", url, cwd=tmp_path)
+    assert failed.returncode == 1
+    output = failed.stdout + failed.stderr
+    assert "database error" in output
+    for secret in ("dbadmin", "hunter2", "127.0.0.1"):
+        assert secret not in output
+
+
+def test_every_migration_file_ships_in_the_wheel():
+    """The package data globs in pyproject.toml cover the alembic environment."""
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    package_data = config["tool"]["setuptools"]["package-data"]
+    package_root = Path(guard.__file__).parent
+    migrations = package_root / "db" / "migrations"
+    shipped = [package_root / "db" / "alembic.ini"] + [
+        path
+        for path in migrations.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+    assert any(path.parent.name == "versions" for path in shipped)
+    for path in shipped:
+        package = path.parent
+        while not (package / "__init__.py").exists():
+            package = package.parent
+        dotted = ".".join(package.relative_to(package_root.parent).parts)
+        relative = path.relative_to(package).as_posix()
+        patterns = package_data.get(dotted, [])
+        assert (path.suffix == ".py" and path.parent == package) or any(
+            fnmatch.fnmatch(relative, pattern) for pattern in patterns
+        ), f"{relative} of {dotted} is not package data"
+
+
+def test_a_busy_sqlite_database_is_a_retryable_error(tmp_path: Path):
+    """What SQLite raises when another connection holds the write lock is retried."""
+    path = tmp_path / "busy.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    impatient = sqlalchemy.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    try:
+        with pytest.raises(sqlalchemy.exc.OperationalError) as busy, impatient.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        assert api.is_retryable(busy.value)
+        with pytest.raises(sqlalchemy.exc.OperationalError) as missing, impatient.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO no_such_table VALUES (1)")
+        assert not api.is_retryable(missing.value)
+    finally:
+        holder.rollback()
+        holder.close()
+        impatient.dispose()
