@@ -194,10 +194,11 @@ class OutageWindows:
         self._closed: list[Window] = []
         self._open_since: float | None = None
 
-    def begin(self) -> None:
+    def begin(self, since: float | None = None) -> None:
+        """An outage started ``since`` (a ``time.monotonic()`` value; default now)."""
         with self._lock:
             if self._open_since is None:
-                self._open_since = time.monotonic()
+                self._open_since = time.monotonic() if since is None else since
 
     def end(self) -> None:
         with self._lock:
@@ -214,12 +215,19 @@ class OutageWindows:
             return (*self._closed, *still_open)
 
     def watch(self, marker: str, stop: threading.Event, interval: float = 0.05) -> None:
-        """Until ``stop`` is set, treat the time ``marker`` exists as an outage."""
+        """Until ``stop`` is set, treat the time ``marker`` exists as an outage.
+
+        The outage starts when the file was written (its mtime), not when a
+        poll noticed it: a poll may come late on a busy machine, after the
+        fault it announces has already failed requests.
+        """
         while not stop.is_set():
-            if os.path.exists(marker):
-                self.begin()
-            else:
+            try:
+                age = time.time() - os.stat(marker).st_mtime
+            except FileNotFoundError:
                 self.end()
+            else:
+                self.begin(since=time.monotonic() - max(age, 0.0))
             stop.wait(interval)
 
 

@@ -29,6 +29,11 @@ from guard import log as guard_log
 from guard.bench import BenchResult, rate
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
+GOALS = {
+    "typical access line": "ratio >= 0.5 (at most 2x the cost), filter < 20 us/record",
+    # A rare line (guard never logs tokens itself): everything to redact at once.
+    "line with a raw uuid and a token": "worst case, for information",
+}
 
 
 def _cpu_rate(func: Callable[[], object], min_seconds: float) -> float:
@@ -116,7 +121,7 @@ def _filter_results(quick: bool) -> list[BenchResult]:
                 baseline=f"same handler without it ({1e6 / baseline:.1f} us/record)",
                 subject_per_second=subject,
                 baseline_per_second=baseline,
-                goal="ratio >= 0.5 (at most 2x the cost), filter < 20 us/record",
+                goal=GOALS[label],
             )
         )
     return results
@@ -136,7 +141,7 @@ class _SlowSink(logging.Handler):
 
 
 def _request_work() -> None:
-    """Stand-in for a request's own work: build and serialize a consumer body."""
+    """Stand-in for a request's own work: a default page (50 consumers) to and from JSON."""
     body = {
         "uuid": str(uuid.uuid4()),
         "project_id": "p1",
@@ -144,7 +149,7 @@ def _request_work() -> None:
         "consumer_type": None,
         "generation": 1,
     }
-    json.loads(json.dumps({"consumers": [body] * 4, "next_marker": None}))
+    json.loads(json.dumps({"consumers": [body] * 50, "next_marker": None}))
 
 
 def _decision_log_result(quick: bool) -> BenchResult:

@@ -50,8 +50,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--outage-marker",
         metavar="PATH",
-        help="while this file exists an outage is under way: 503 guard.unavailable is then "
-        "expected, and is a violation at any other time",
+        help="an outage is under way from the time this file is written until it is removed: "
+        "503 guard.unavailable is then expected, and is a violation at any other time",
     )
     parser.add_argument(
         "--outage-grace",

@@ -9,10 +9,12 @@ against the database file.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -150,3 +152,20 @@ def test_the_time_an_outage_marker_exists_is_reported_as_an_outage(served, tmp_p
     assert outage["unavailable"] == 0  # nothing was down: a healthy server answered
     assert outage["recovered_after_seconds"] is not None
     assert "answered 503, recovered" in load.render_text(summary)
+
+
+def test_an_outage_starts_when_its_marker_was_written_not_when_a_poll_saw_it(tmp_path):
+    marker = tmp_path / "outage"
+    marker.touch()
+    written = time.time() - 5.0
+    os.utime(marker, (written, written))
+    windows, stop = load.OutageWindows(), threading.Event()
+    watcher = threading.Thread(target=windows.watch, args=(str(marker), stop))
+    watcher.start()
+    time.sleep(0.3)
+    marker.unlink()
+    time.sleep(0.3)
+    stop.set()
+    watcher.join()
+    (window,) = windows.windows
+    assert 5.0 < window.end - window.start < 60.0

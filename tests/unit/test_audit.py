@@ -7,6 +7,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,3 +177,34 @@ def test_close_writes_what_is_queued_and_drops_what_comes_after(sink: Sink) -> N
     decide(decision_log)
     assert decision_log.dropped == 1
     decision_log.close()  # twice is harmless
+
+
+def test_the_policy_engine_reports_each_decision(sink: Sink, tmp_path: Path) -> None:
+    from oslo_config import cfg
+
+    from guard import policy
+
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("{}\n")
+    conf = cfg.ConfigOpts()
+    conf([], project="guard", default_config_files=[])
+    enforcer = policy.make_enforcer(conf, str(policy_file))
+    decision_log = make_log(sink)
+    enforcer.decision_log = decision_log
+    user, project = str(uuid.uuid4()), str(uuid.uuid4())
+    context = oslo_context.RequestContext(
+        user_id=user, project_id=project, roles=["reader"], overwrite=False
+    )
+    target = {"project_id": project, "user_id": user}
+    assert enforcer.authorize("guard:consumers:show", target, context, do_raise=False)
+    assert not enforcer.authorize("guard:consumers:delete", target, context, do_raise=False)
+    decision_log.close()
+    show, delete = (json.loads(line) for line in sink.lines)
+    assert (show["action"], show["allowed"]) == ("guard:consumers:show", True)
+    assert (delete["action"], delete["allowed"]) == ("guard:consumers:delete", False)
+    assert show["request_id"] == context.request_id
+    assert show["user"] == guard_log.fingerprint(user)
+    assert show["target_project"] == guard_log.fingerprint(project)
+    assert show["revision"] == enforcer.revision
+    assert show["roles"] == ["reader"]
+    assert user not in "".join(sink.lines) and project not in "".join(sink.lines)
