@@ -24,7 +24,7 @@ from typing import Any
 from keystonemiddleware import auth_token
 from oslo_config import cfg
 from oslo_middleware import request_id
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from guard import audit, policy
 from guard import conf as guard_conf
@@ -44,6 +44,23 @@ def database_url(conf: cfg.ConfigOpts) -> str:
         return conf.database.connection
     DEFAULT_SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{DEFAULT_SQLITE_PATH.resolve()}"
+
+
+def pool_options(conf: cfg.ConfigOpts, url: str) -> dict[str, Any]:
+    """The ``[database]`` pool sizing for ``url``'s engine: PostgreSQL only.
+
+    A PostgreSQL pool bounds the connections one worker process opens
+    (``max_pool_size + max_overflow``), which the operator multiplies by the
+    workers to stay below the server's ``max_connections``. SQLite has no
+    server to exhaust and keeps SQLAlchemy's own pool for a file.
+    """
+    if make_url(url).get_backend_name() != "postgresql":
+        return {}
+    return {
+        "pool_size": conf.database.max_pool_size,
+        "max_overflow": conf.database.max_overflow,
+        "pool_timeout": conf.database.pool_timeout,
+    }
 
 
 @dataclass(frozen=True)
@@ -75,7 +92,7 @@ def build_services(
         enforcer = policy.make_enforcer(conf, policy_file)
     if migrate:
         migration.upgrade(url)
-    engine = db_api.create_engine(url)
+    engine = db_api.create_engine(url, **pool_options(conf, url))
     decision_log = audit.DecisionLog()
     enforcer.decision_log = decision_log
     return Services(

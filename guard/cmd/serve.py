@@ -206,7 +206,11 @@ def _run_gunicorn(args: argparse.Namespace, conf: Any, services: deploy.Services
 
     wsgi.run_gunicorn(
         functools.partial(
-            wsgi.build_from, conf, pipeline=conf.guard.pipeline, policy_file=args.policy_file
+            wsgi.build_from,
+            conf,
+            pipeline=conf.guard.pipeline,
+            policy_file=args.policy_file,
+            log_level=args.log_level,
         ),
         bind=f"{_url_host(conf.api.bind_host)}:{conf.api.bind_port}",
         workers=args.workers,

@@ -11,18 +11,20 @@ here, once per engine:
 * PostgreSQL: pre-ping on checkout (a restarted server costs one reconnect,
   not a failed request), a statement timeout and a lock timeout so that a
   stuck query ends as ``Unavailable`` instead of holding a worker forever.
+  The pool's size is the caller's (``guard.deploy`` passes ``[database]``).
 
 :func:`run_in_transaction` runs one unit of work in one transaction and
 retries the whole of it, a bounded number of times, when the database
-reports lock contention; it turns every other database fault except an
-integrity violation into :class:`guard.exception.Unavailable`, whose detail
-names no host, user or SQL.
+reports lock contention (a read also after a dropped connection); it turns
+every other database fault except an integrity violation into
+:class:`guard.exception.Unavailable`, whose detail names no host, user or SQL.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -87,7 +89,7 @@ def _create_sqlite_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
             # Safe with WAL: a power loss may drop the last commits, never corrupt.
@@ -108,6 +110,26 @@ def _create_sqlite_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
     return engine
 
 
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """Put the file in WAL mode (once per file: the mode persists).
+
+    When several connections open a new file at the same moment (concurrent
+    ``guard db upgrade`` runs), SQLite answers all but one SQLITE_BUSY at
+    once, without waiting on the busy timeout. Hand-written retry, for that
+    one statement only, bounded by the same timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            busy = (getattr(error, "sqlite_errorname", "") or "").startswith("SQLITE_BUSY")
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(_BACKOFF_BASE_S)
+
+
 def _create_postgresql_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
     options = (
         f"-c statement_timeout={POSTGRESQL_STATEMENT_TIMEOUT_MS} "
@@ -119,9 +141,12 @@ def _create_postgresql_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
 
 
 def is_retryable(error: sqlalchemy.exc.DBAPIError) -> bool:
-    """Whether ``error`` means the transaction lost a race and may simply run again."""
-    if error.connection_invalidated:
-        return True
+    """Whether ``error`` means the transaction lost a race and may simply run again.
+
+    Each of these errors guarantees that the transaction did not commit, so
+    running a write again cannot apply it twice. A dropped connection is not
+    one of them: see :func:`may_retry`.
+    """
     sqlstate = getattr(error.orig, "sqlstate", None)
     if sqlstate in _PG_RETRYABLE_SQLSTATES:
         return True
@@ -132,16 +157,31 @@ def is_retryable(error: sqlalchemy.exc.DBAPIError) -> bool:
     return sqlite_error.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
 
 
+def may_retry(error: sqlalchemy.exc.DBAPIError, *, write: bool) -> bool:
+    """Whether a transaction that failed with ``error`` may run again.
+
+    A read changes nothing, so it may also run again after the connection
+    dropped. A write may not: had the connection dropped during COMMIT, the
+    server may have committed it without the answer reaching us, and a
+    second run would apply it twice or answer 404/409 for what succeeded.
+    Its outcome is unknown, which only ``Unavailable`` says truthfully.
+    """
+    if is_retryable(error):
+        return True
+    return not write and error.connection_invalidated
+
+
 def run_in_transaction(engine: Engine, work: Callable[[Connection], T], *, write: bool) -> T:
     """Run ``work(connection)`` in one transaction: commit on return, roll back on error.
 
     The whole transaction is retried, with jittered exponential backoff, up
     to :data:`MAX_ATTEMPTS` times (none starting after :data:`RETRY_BUDGET_S`)
-    while the database reports lock contention or a dropped connection;
-    ``work`` must therefore have no effect outside the database. An
-    :class:`sqlalchemy.exc.IntegrityError` is re-raised for the caller to
-    interpret; any other database error becomes ``Unavailable``. Errors of
-    guard's own (``GuardError``) raised by ``work`` roll back and pass through.
+    while the database reports lock contention, or for a read a dropped
+    connection (:func:`may_retry`); ``work`` must therefore have no effect
+    outside the database. An :class:`sqlalchemy.exc.IntegrityError` is
+    re-raised for the caller to interpret; any other database error becomes
+    ``Unavailable``. Errors of guard's own (``GuardError``) raised by
+    ``work`` roll back and pass through.
     """
     deadline = time.monotonic() + RETRY_BUDGET_S
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -158,7 +198,8 @@ def run_in_transaction(engine: Engine, work: Callable[[Connection], T], *, write
         except sqlalchemy.exc.IntegrityError:
             raise
         except sqlalchemy.exc.DBAPIError as error:
-            if attempt < MAX_ATTEMPTS and time.monotonic() < deadline and is_retryable(error):
+            again = attempt < MAX_ATTEMPTS and time.monotonic() < deadline
+            if again and may_retry(error, write=write):
                 time.sleep(_BACKOFF_BASE_S * 2**attempt * random.uniform(0.5, 1.5))  # noqa: S311 jitter
                 continue
             raise _unavailable(error) from None

@@ -2,21 +2,36 @@
 
 The alembic environment ships in the wheel (``guard/db/migrations``), so
 ``guard db upgrade`` works from any working directory.
+
+Concurrent upgrades of one database (several hosts' units starting at once)
+take turns: on PostgreSQL each holds an advisory lock for its migration, on
+SQLite its write transaction (``BEGIN IMMEDIATE``); the later ones then find
+the schema current and change nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from guard.db import api
 
 _HERE = Path(__file__).resolve().parent
 ALEMBIC_INI = _HERE / "alembic.ini"
 MIGRATIONS = _HERE / "migrations"
+#: Key of the PostgreSQL advisory lock held by an upgrade (any fixed bigint;
+#: these are the bytes "guarddb1").
+MIGRATION_LOCK_KEY = 0x6775617264646231
+#: How long an upgrade waits for another one's migration (milliseconds),
+#: instead of the engine's lock and statement timeouts meant for requests.
+MIGRATION_LOCK_WAIT_MS = 300_000
 
 
 def alembic_config(url: str = "") -> Config:
@@ -35,12 +50,39 @@ def upgrade(url: str, revision: str = "head") -> None:
         with engine.connect() as connection:
             # A writer from the start: on SQLite, BEGIN IMMEDIATE.
             connection.execution_options(**{api.WRITE_OPTION: True})
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-            connection.commit()
+            with _one_upgrade_at_a_time(connection):
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                connection.commit()
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _one_upgrade_at_a_time(connection: Connection) -> Iterator[None]:
+    """Hold guard's migration lock on ``connection`` (PostgreSQL) while the block runs.
+
+    Without it, two upgrades of a fresh database both create alembic's
+    version table and one fails on a unique violation. The lock is taken on
+    the connection alembic migrates on, so the waiting upgrade reads the
+    version table only after the first committed. A session lock: should
+    the migration fail, closing the connection (the engine is disposed)
+    releases it. SQLite needs none: the write transaction already excludes
+    any other writer until it commits.
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.exec_driver_sql(f"SET lock_timeout = {MIGRATION_LOCK_WAIT_MS}")
+    connection.exec_driver_sql(f"SET statement_timeout = {MIGRATION_LOCK_WAIT_MS}")
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    # Back to the engine's timeouts (its connect options) for the migration.
+    connection.exec_driver_sql("RESET lock_timeout")
+    connection.exec_driver_sql("RESET statement_timeout")
+    yield
+    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    connection.commit()
 
 
 def current(url: str) -> str | None:

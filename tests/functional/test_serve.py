@@ -225,7 +225,9 @@ def test_demo_needs_the_trusted_pipeline(tmp_path: Path) -> None:
 
 
 def test_workers_serve_the_demo_with_gunicorn(tmp_path: Path) -> None:
-    process = guard_serve(tmp_path, "--demo", "--workers", "2", "--port", str(free_port()))
+    process = guard_serve(
+        tmp_path, "--demo", "--workers", "2", "--port", str(free_port()), "--log-level", "WARNING"
+    )
     try:
         lines = read_until_serving(process)
         assert "2 gunicorn workers" in lines[-1]
@@ -251,6 +253,8 @@ def test_workers_serve_the_demo_with_gunicorn(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     assert "Traceback" not in stderr
+    # The workers honour --log-level: no INFO access lines at WARNING.
+    assert " guard.access " not in stderr
 
 
 def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
