@@ -150,8 +150,7 @@ class _Scope:
         if isinstance(values, Mapping):
             for name, value in values.items():
                 if isinstance(value, str) and value:
-                    is_secret = _SECRET_NAME_RE.search(str(name))
-                    (secrets if is_secret else ids).append(value)
+                    (secrets if _is_secret_name(str(name)) else ids).append(value)
         else:
             ids.extend(value for value in values if isinstance(value, str) and value)
         return _Scope(tuple(secrets), tuple(ids))
@@ -164,6 +163,16 @@ class _Scope:
             if value in text:
                 text = _replace_bounded(text, value, fingerprint(value))
         return text
+
+
+@functools.lru_cache(maxsize=256)
+def _is_secret_name(name: str) -> bool:
+    """Whether values under ``name`` are secrets.
+
+    Cached: every request asks it about the same few names, and the 30-way
+    pattern costs microseconds a name.
+    """
+    return _SECRET_NAME_RE.search(name) is not None
 
 
 _EMPTY_SCOPE = _Scope((), ())

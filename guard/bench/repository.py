@@ -163,17 +163,18 @@ def bench_get(dataset: Dataset, repo: ConsumerRepository, ctx: RequestContext) -
 
 
 def paired_rates(
-    subject: Callable[[], object], baseline: Callable[[], object], rounds: int = 6
+    subject: Callable[[], object], baseline: Callable[[], object], rounds: int = 12
 ) -> tuple[float, float]:
     """Best rates of ``subject`` and ``baseline`` measured in alternation.
 
     Alternating short runs exposes both to the same background load, so the
-    ratio stays meaningful on a busy machine.
+    ratio stays meaningful on a busy machine; many short rounds give each
+    side more chances of a quiet moment than a few long ones.
     """
     subject_best = baseline_best = 0.0
     for _ in range(rounds):
-        subject_best = max(subject_best, rate(subject, min_seconds=0.25, repeat=1))
-        baseline_best = max(baseline_best, rate(baseline, min_seconds=0.25, repeat=1))
+        subject_best = max(subject_best, rate(subject, min_seconds=0.15, repeat=1))
+        baseline_best = max(baseline_best, rate(baseline, min_seconds=0.15, repeat=1))
     return subject_best, baseline_best
 
 
