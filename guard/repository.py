@@ -241,7 +241,9 @@ class ConsumerRepository:
         # One SELECT is atomic on its own; the decision is made on the row it
         # read, after the connection is back in the pool (held no longer than
         # the query needs).
-        row = self._run(lambda conn: _select_by_uuid(conn, uuid), write=False)
+        row = self._run(
+            lambda conn: _select_by_uuid(conn, uuid), write=False, single_statement=True
+        )
         return self._shown(snapshot, ctx, row)
 
     def can_list(self, ctx: Any) -> bool:
@@ -298,7 +300,9 @@ class ConsumerRepository:
             if marker is not None:
                 query = query.where(_consumers.c.uuid > marker)
             query = query.limit(limit + 1)
-            rows = self._run(lambda conn: conn.execute(query).all(), write=False)
+            rows = self._run(
+                lambda conn: conn.execute(query).all(), write=False, single_statement=True
+            )
         page = [_consumer(row) for row in rows[:limit]]
         next_marker = page[-1].uuid if len(rows) > limit else None
         return ConsumerPage(consumers=page, next_marker=next_marker)
@@ -508,13 +512,17 @@ class ConsumerRepository:
 
     def ping(self) -> None:
         """Check that the database answers; ``Unavailable`` when it does not."""
-        self._run(lambda conn: conn.execute(select(1)).scalar_one(), write=False)
+        self._run(
+            lambda conn: conn.execute(select(1)).scalar_one(), write=False, single_statement=True
+        )
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _run(self, work: Any, *, write: bool) -> Any:
+    def _run(self, work: Any, *, write: bool, single_statement: bool = False) -> Any:
         try:
-            return db_api.run_in_transaction(self._engine, work, write=write)
+            return db_api.run_in_transaction(
+                self._engine, work, write=write, single_statement=single_statement
+            )
         except sqlalchemy.exc.IntegrityError as error:
             # Every uniqueness race is handled above; what remains is a fault.
             LOG.warning("integrity error (%s)", type(error.orig).__name__)
