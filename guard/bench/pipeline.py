@@ -12,7 +12,7 @@ Goal: at least 0.8x.
 
 Over HTTP, the server and the client (threads of this process, sharing the
 GIL) cost more than either app, so that ratio is diluted and, on a busy
-machine, noisy. With ``in_process`` (the command line's default) a second
+machine, noisy. With ``in_process`` (the default) a second
 result calls both WSGI apps directly in this process, with the same environ
 the server would build: it measures only what guard adds, and is the figure
 to watch when changing the pipeline.
@@ -238,7 +238,7 @@ def _logging_like_guard_serve() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def run(quick: bool = False, *, in_process: bool = False) -> list[BenchResult]:
+def run(quick: bool = False, *, in_process: bool = True) -> list[BenchResult]:
     """Measure both apps over HTTP (and, with ``in_process``, called directly)."""
     seconds = 0.1 if quick else 0.5
     with _logging_like_guard_serve(), tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp:

@@ -6,8 +6,16 @@ from guard.bench import pipeline
 
 
 def test_pipeline_benchmark_measures_both_apps() -> None:
-    (result,) = pipeline.run(quick=True)  # raises if either app answers anything but 200
-    assert result.subject == "whole trusted pipeline"
-    assert result.baseline == "bare WebOb app, same query"
-    assert result.subject_per_second > 0 and result.baseline_per_second > 0
-    assert result.to_dict()["ratio"] == result.ratio
+    # raises if either app answers anything but 200
+    over_http, in_process = pipeline.run(quick=True)
+    for result in (over_http, in_process):
+        assert result.subject == "whole trusted pipeline"
+        assert result.baseline == "bare WebOb app, same query"
+        assert result.subject_per_second > 0 and result.baseline_per_second > 0
+        assert result.to_dict()["ratio"] == result.ratio
+    assert "in process" in in_process.name and "in process" not in over_http.name
+
+
+def test_http_only_measures_over_http() -> None:
+    (result,) = pipeline.run(quick=True, in_process=False)
+    assert result.name == "pipeline GET /consumers/{uuid}"
