@@ -37,13 +37,13 @@ from typing import Any
 
 import waitress
 import webob
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from guard import conf as guard_conf
 from guard import deploy
 from guard import log as guard_log
 from guard.bench import BenchResult, rate
+from guard.bench.repository import RAW_SELECT
 from guard.context import RequestContext
 from guard.db import api as db_api
 from guard.db import models
@@ -59,23 +59,6 @@ HEADERS = {
     "X-Roles": "member,reader",
 }
 
-# The same select the guarded repository runs for one consumer with its owners.
-CONSUMER_WITH_OWNERS = (
-    select(
-        models.Consumer.uuid,
-        models.Project.external_id.label("project_id"),
-        models.User.external_id.label("user_id"),
-        models.ConsumerType.name.label("consumer_type"),
-        models.Consumer.generation,
-        models.Consumer.created_at,
-        models.Consumer.updated_at,
-    )
-    .select_from(models.Consumer)
-    .join(models.Project, models.Project.id == models.Consumer.project_id)
-    .join(models.User, models.User.id == models.Consumer.user_id)
-    .outerjoin(models.ConsumerType, models.ConsumerType.id == models.Consumer.consumer_type_id)
-)
-
 
 class BareConsumerApp:
     """The baseline: route by hand, run the select, render JSON; nothing else."""
@@ -88,7 +71,8 @@ class BareConsumerApp:
         consumer_uuid = req.path_info.rsplit("/", 1)[-1]
         with self.engine.connect() as connection:
             row = connection.execute(
-                CONSUMER_WITH_OWNERS.where(models.Consumer.uuid == consumer_uuid)
+                # the select the guarded repository runs, as the repository benchmark writes it
+                RAW_SELECT.where(models.Consumer.uuid == consumer_uuid)
             ).one_or_none()
         if row is None:
             return webob.Response(status=404)
