@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from guard.bench import pipeline
+
+# The benchmark sets logging up as `guard serve` does (guard.log.install());
+# isolated_install undoes that so later tests in this process see raw records.
+pytestmark = pytest.mark.usefixtures("isolated_install")
 
 
 def test_pipeline_benchmark_measures_both_apps() -> None:

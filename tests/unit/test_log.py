@@ -44,30 +44,6 @@ def logger() -> logging.Logger:
     return lg
 
 
-@pytest.fixture
-def isolated_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let a test call install(); undo its process-wide effects afterwards.
-
-    install() patches logging and puts the filter on every existing handler,
-    pytest's own among them: left in place, caplog in later tests would see
-    redacted records.
-    """
-    monkeypatch.setattr(guard_log, "_fingerprinter", guard_log._fingerprinter)
-    monkeypatch.setattr(guard_log, "_installed", guard_log._installed)
-    monkeypatch.setattr(logging.Logger, "addHandler", logging.Logger.addHandler)
-    monkeypatch.setattr(logging.Handler, "format", logging.Handler.format)
-    handlers = {
-        handler
-        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-        if isinstance(logger, logging.Logger)
-        for handler in logger.handlers
-    }
-    if logging.lastResort is not None:
-        handlers.add(logging.lastResort)
-    for handler in handlers:
-        monkeypatch.setattr(handler, "filters", list(handler.filters))
-
-
 def output(lg: logging.Logger) -> str:
     handler = lg.handlers[0]
     assert isinstance(handler, ListHandler)
