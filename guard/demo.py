@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from guard import exception
+from guard.api.environ import identity_headers
 from guard.context import Authorizer, RequestContext
 from guard.repository import ConsumerRepository
 
@@ -28,12 +29,8 @@ class Persona:
     roles: tuple[str, ...]
 
     def headers(self) -> dict[str, str]:
-        return {
-            "X-Identity-Status": "Confirmed",
-            "X-User-Id": self.user_id,
-            "X-Project-Id": self.project_id,
-            "X-Roles": ",".join(self.roles),
-        }
+        """The ``trusted`` pipeline's identity headers for this persona."""
+        return identity_headers(self.user_id, self.project_id, self.roles)
 
     def context(self, enforcer: Authorizer) -> RequestContext:
         return RequestContext(

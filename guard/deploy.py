@@ -73,6 +73,11 @@ class Services:
     decision_log: audit.DecisionLog
     repository: ConsumerRepository
 
+    def close(self) -> None:
+        """Write the queued decisions, then close the engine's pooled connections."""
+        self.decision_log.close()
+        self.engine.dispose()
+
 
 def build_services(
     conf: cfg.ConfigOpts,

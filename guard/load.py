@@ -49,6 +49,8 @@ import uuid as uuidlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
+from guard.api.environ import identity_headers
+
 ACTIONS = ("list", "show", "create", "update", "delete")
 #: Relative weights of the actions; updates dominate so the generation is contended.
 DEFAULT_MIX: Mapping[str, int] = {"list": 15, "show": 25, "create": 15, "update": 35, "delete": 10}
@@ -114,12 +116,7 @@ class Persona:
 
     def headers(self) -> dict[str, str]:
         """The ``trusted`` pipeline's identity headers for this persona."""
-        return {
-            "X-Identity-Status": "Confirmed",
-            "X-User-Id": self.user_id,
-            "X-Project-Id": self.project_id,
-            "X-Roles": ",".join(self.roles),
-        }
+        return identity_headers(self.user_id, self.project_id, self.roles)
 
 
 def default_personas() -> tuple[Persona, ...]:

@@ -342,7 +342,7 @@ def _redact_value(value: Any, scope: _Scope, depth: int = 0) -> Any:
 
 def _redact_named(name: object, value: Any, scope: _Scope, depth: int) -> Any:
     """A value under a secret-looking name is masked whole; others are redacted."""
-    if value and isinstance(name, str) and _SECRET_NAME_RE.search(name):
+    if value and isinstance(name, str) and _is_secret_name(name):
         return MASK
     return _redact_value(value, scope, depth)
 
@@ -395,13 +395,13 @@ class RedactingFilter(logging.Filter):
 _FILTER = RedactingFilter()
 
 
-def _attach(handler: logging.Handler) -> None:
-    if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
-        handler.addFilter(_FILTER)
-
-
 def _carries_filter(handler: logging.Handler) -> bool:
     return any(isinstance(existing, RedactingFilter) for existing in handler.filters)
+
+
+def _attach(handler: logging.Handler) -> None:
+    if not _carries_filter(handler):
+        handler.addFilter(_FILTER)
 
 
 _original_add_handler = logging.Logger.addHandler

@@ -45,6 +45,7 @@ from guard.api.environ import (
     ENV_CONTEXT,
     ENV_MAX_BODY_SIZE,
     ENV_REQUEST_ID,
+    TRUSTED_STATUS,
 )
 from guard.api.errors import JSON, error_for_status, error_response
 from guard.context import Authorizer, RequestContext
@@ -53,7 +54,6 @@ LOG = logging.getLogger(__name__)
 ACCESS_LOG = logging.getLogger("guard.access")
 
 REQUEST_ID_HEADER = "X-Openstack-Request-Id"
-TRUSTED_STATUS = "Confirmed"
 PUBLIC_PATHS = frozenset({"/", "/healthcheck"})
 # The contract's pattern of an inbound global request id (oslo's, matched whole).
 _GLOBAL_REQUEST_ID_RE = re.compile(r"req-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")

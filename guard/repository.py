@@ -176,17 +176,6 @@ def _select_by_uuid(conn: Connection, uuid: str) -> Row[Any] | None:
     return conn.execute(_SELECT_BY_UUID, {"uuid": uuid}).first()
 
 
-def _canonical_uuid(value: object) -> str:
-    """``validation.normalize_uuid``, with a fast path for the canonical spelling.
-
-    The API hands the repository uuids it has normalized already; checking
-    that with one regex skips building a ``uuid.UUID`` on every get.
-    """
-    if type(value) is str and validation.UUID_RE.fullmatch(value):
-        return value
-    return validation.normalize_uuid(value)
-
-
 class ConsumerRepository:
     """Guarded access to consumers: ``ConsumerRepository(engine, enforcer)``.
 
@@ -236,7 +225,7 @@ class ConsumerRepository:
 
     def get(self, ctx: Any, uuid: str) -> Consumer:
         """The consumer ``uuid``; ``NotFound`` when missing or not visible to the caller."""
-        uuid = _canonical_uuid(uuid)
+        uuid = validation.normalize_uuid(uuid)
         snapshot = self._enforcer.snapshot()
         # One SELECT is atomic on its own; the decision is made on the row it
         # read, after the connection is back in the pool (held no longer than
@@ -350,7 +339,7 @@ class ConsumerRepository:
         ``ConcurrentUpdate`` when the uuid exists already (a uuid is a global
         name: so it is whoever owns it, and even if another create wins a race).
         """
-        uuid = _canonical_uuid(uuid)
+        uuid = validation.normalize_uuid(uuid)
         project_id = validation.validate_external_id(project_id, "project_id")
         user_id = validation.validate_external_id(user_id, "user_id")
         consumer_type = validation.validate_consumer_type(consumer_type)
@@ -422,7 +411,7 @@ class ConsumerRepository:
         ``ConcurrentUpdate`` on a stale generation; ``Conflict`` at the
         generation ceiling.
         """
-        uuid = _canonical_uuid(uuid)
+        uuid = validation.normalize_uuid(uuid)
         generation = validation.validate_generation(generation)
         if project_id is not None:
             project_id = validation.validate_external_id(project_id, "project_id")
@@ -487,7 +476,7 @@ class ConsumerRepository:
         ``NotFound`` when missing or not visible; ``Forbidden`` without the
         delete right; ``ConcurrentUpdate`` on a stale generation.
         """
-        uuid = _canonical_uuid(uuid)
+        uuid = validation.normalize_uuid(uuid)
         if generation is not None:
             generation = validation.validate_generation(generation)
         snapshot = self._enforcer.snapshot()

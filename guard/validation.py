@@ -35,6 +35,8 @@ def normalize_uuid(value: object, field: str = "uuid") -> str:
     Uppercase and dash-less (32 hex digits) spellings are accepted, as
     Placement accepts them; anything else is rejected.
     """
+    if type(value) is str and UUID_RE.fullmatch(value):
+        return value  # canonical already: the common case, without building a UUID
     if not isinstance(value, str) or not _UUID_INPUT_RE.fullmatch(value):
         raise InvalidInput(f"'{field}' must be a UUID (8-4-4-4-12 hexadecimal digits).")
     return str(uuidlib.UUID(hex=value))

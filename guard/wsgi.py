@@ -140,9 +140,7 @@ class ForkSafeApplication:
     def close(self) -> None:
         """A worker on its way out: write the queued decisions, close the connections."""
         if self._built is not None and self._pid == os.getpid():
-            services = self._built[0]
-            services.decision_log.close()
-            services.engine.dispose()
+            self._built[0].close()
 
 
 _application: ForkSafeApplication | None = None

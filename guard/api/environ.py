@@ -1,6 +1,12 @@
-"""The WSGI environ keys guard's layers hand each other, and how the API reads them."""
+"""The WSGI environ keys guard's layers hand each other, and how the API reads them.
+
+Also the trusted identity headers as an authenticating proxy sets them, for
+guard's own tooling (``guard serve --demo``, ``guard load``) to send.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import webob
 
@@ -15,6 +21,18 @@ ENV_CONTEXT = "guard.context"
 ENV_AUTHENTICATED = "guard.authenticated"
 #: The body limit :class:`guard.middleware.SizeLimit` hands to the body reader.
 ENV_MAX_BODY_SIZE = "guard.max_body_size"
+#: The ``X-Identity-Status`` under which the guard middleware trusts identity headers.
+TRUSTED_STATUS = "Confirmed"
+
+
+def identity_headers(user_id: str, project_id: str, roles: Iterable[str]) -> dict[str, str]:
+    """The headers of a confirmed identity, as keystonemiddleware or a proxy sets them."""
+    return {
+        "X-Identity-Status": TRUSTED_STATUS,
+        "X-User-Id": user_id,
+        "X-Project-Id": project_id,
+        "X-Roles": ",".join(roles),
+    }
 
 
 def authenticated_context(req: webob.Request) -> RequestContext:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import webob
 
 from guard import exception
-from guard.api.environ import ENV_AUTHENTICATED, ENV_CONTEXT
+from guard.api.environ import authenticated_context
 from guard.api.jsonio import json_response
 from guard.repository import ConsumerRepository
 
@@ -60,10 +60,7 @@ class Healthcheck:
 
     @staticmethod
     def _is_admin(req: webob.Request) -> bool:
-        context = req.environ.get(ENV_CONTEXT)
-        if context is None or req.environ.get(ENV_AUTHENTICATED) is not True:
-            return False
         try:
-            return context.can(ADMIN_RULE, {}, fatal=False)
-        except exception.GuardError:
+            return authenticated_context(req).can(ADMIN_RULE, {}, fatal=False)
+        except exception.GuardError:  # Unauthorized for an anonymous caller
             return False

@@ -55,3 +55,25 @@ def rate(func: Callable[[], object], *, min_seconds: float = 0.5, repeat: int = 
             batch *= 2
         best = max(best, calls / elapsed)
     return best
+
+
+def paired_rates(
+    subject: Callable[[], object],
+    baseline: Callable[[], object],
+    *,
+    rounds: int = 12,
+    min_seconds: float = 0.15,
+) -> tuple[float, float]:
+    """Best rates of ``subject`` and ``baseline`` measured in alternation.
+
+    Alternating short runs (``rounds`` of ``min_seconds`` each) exposes both
+    to the same background load, so the ratio stays meaningful on a busy
+    machine instead of charging the noise to whichever ran second; many
+    short rounds give each side more chances of a quiet moment than a few
+    long ones.
+    """
+    subject_best = baseline_best = 0.0
+    for _ in range(rounds):
+        subject_best = max(subject_best, rate(subject, min_seconds=min_seconds, repeat=1))
+        baseline_best = max(baseline_best, rate(baseline, min_seconds=min_seconds, repeat=1))
+    return subject_best, baseline_best

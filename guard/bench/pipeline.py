@@ -42,7 +42,7 @@ from sqlalchemy.engine import Engine
 from guard import conf as guard_conf
 from guard import deploy
 from guard import log as guard_log
-from guard.bench import BenchResult, rate
+from guard.bench import BenchResult, paired_rates
 from guard.bench.repository import RAW_SELECT
 from guard.context import RequestContext
 from guard.db import api as db_api
@@ -71,7 +71,7 @@ class BareConsumerApp:
         consumer_uuid = req.path_info.rsplit("/", 1)[-1]
         with self.engine.connect() as connection:
             row = connection.execute(
-                # the select the guarded repository runs, as the repository benchmark writes it
+                # the very select the guarded repository runs (its statement, reused)
                 RAW_SELECT.where(models.Consumer.uuid == consumer_uuid)
             ).one_or_none()
         if row is None:
@@ -140,13 +140,7 @@ def _measure(subject: Any, baseline: Any, path: str, seconds: float) -> tuple[fl
         try:
             get_subject()  # warm up: connections, pools, caches
             get_baseline()
-            subject_rate = baseline_rate = 0.0
-            for _ in range(ROUNDS):
-                subject_rate = max(subject_rate, rate(get_subject, min_seconds=seconds, repeat=1))
-                baseline_rate = max(
-                    baseline_rate, rate(get_baseline, min_seconds=seconds, repeat=1)
-                )
-            return subject_rate, baseline_rate
+            return paired_rates(get_subject, get_baseline, rounds=ROUNDS, min_seconds=seconds)
         finally:
             subject_connection.close()
             baseline_connection.close()
@@ -184,11 +178,7 @@ def _measure_in_process(
     get_subject, get_baseline = _wsgi_caller(subject, path), _wsgi_caller(baseline, path)
     get_subject()  # warm up
     get_baseline()
-    subject_rate = baseline_rate = 0.0
-    for _ in range(ROUNDS):
-        subject_rate = max(subject_rate, rate(get_subject, min_seconds=seconds, repeat=1))
-        baseline_rate = max(baseline_rate, rate(get_baseline, min_seconds=seconds, repeat=1))
-    return subject_rate, baseline_rate
+    return paired_rates(get_subject, get_baseline, rounds=ROUNDS, min_seconds=seconds)
 
 
 def _seed(services: deploy.Services) -> str:
@@ -238,8 +228,7 @@ def run(quick: bool = False, *, in_process: bool = True) -> list[BenchResult]:
             subject_rate, baseline_rate = _measure(pipeline, bare, path, seconds)
             direct = _measure_in_process(pipeline, bare, path, seconds) if in_process else None
         finally:
-            services.decision_log.close()
-            services.engine.dispose()
+            services.close()
             baseline_engine.dispose()
     results = [
         BenchResult(

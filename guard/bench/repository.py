@@ -28,7 +28,8 @@ from typing import Any
 import sqlalchemy
 from oslo_config import cfg
 
-from guard.bench import BenchResult, rate
+from guard import repository
+from guard.bench import BenchResult, paired_rates, rate
 from guard.context import RequestContext
 from guard.db import api, migration, models
 from guard.policy import make_enforcer
@@ -45,28 +46,13 @@ FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (10_000, 100_000)
 
 
-# What an unguarded service would run: a consumer with its owners' ids, as
-# a Core statement built once (the fastest raw SQLAlchemy way).
+# What an unguarded service would run: a consumer with its owners' ids, as a
+# Core statement built once (the fastest raw SQLAlchemy way). It is the
+# repository's own statement, not a copy: the baseline must stay "the same
+# row by the same query", and a hand-written twin could drift from it.
 _consumers = models.Consumer.__table__
 _projects = models.Project.__table__
-_users = models.User.__table__
-_types = models.ConsumerType.__table__
-RAW_SELECT = (
-    sqlalchemy.select(
-        _consumers.c.id,
-        _consumers.c.uuid,
-        _projects.c.external_id.label("project_id"),
-        _users.c.external_id.label("user_id"),
-        _types.c.name.label("consumer_type"),
-        _consumers.c.generation,
-        _consumers.c.created_at,
-        _consumers.c.updated_at,
-    )
-    .select_from(_consumers)
-    .join(_projects, _projects.c.id == _consumers.c.project_id)
-    .join(_users, _users.c.id == _consumers.c.user_id)
-    .outerjoin(_types, _types.c.id == _consumers.c.consumer_type_id)
-)
+RAW_SELECT = repository._SELECT_CONSUMER
 
 
 def _enforcer() -> Any:
@@ -188,22 +174,6 @@ def bench_get(
             goal="for information",
         ),
     ]
-
-
-def paired_rates(
-    subject: Callable[[], object], baseline: Callable[[], object], rounds: int = 12
-) -> tuple[float, float]:
-    """Best rates of ``subject`` and ``baseline`` measured in alternation.
-
-    Alternating short runs exposes both to the same background load, so the
-    ratio stays meaningful on a busy machine; many short rounds give each
-    side more chances of a quiet moment than a few long ones.
-    """
-    subject_best = baseline_best = 0.0
-    for _ in range(rounds):
-        subject_best = max(subject_best, rate(subject, min_seconds=0.15, repeat=1))
-        baseline_best = max(baseline_best, rate(baseline, min_seconds=0.15, repeat=1))
-    return subject_best, baseline_best
 
 
 def naive_page(dataset: Dataset, enforcer: Any, ctx: RequestContext) -> list[Any]:

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import json
 import multiprocessing
+import os
 import platform
 import sys
 import time
@@ -53,8 +54,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def machine_summary() -> str:
     """One line saying what the numbers were measured on."""
-    import os
-
     return (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}"

@@ -16,10 +16,8 @@ import sqlalchemy
 from oslo_config import cfg
 
 from guard import conf as guard_conf
-from guard import exception
+from guard import deploy, exception
 from guard.db import migration
-
-DEFAULT_SQLITE_FILE = Path("var") / "guard.sqlite"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -37,17 +35,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def database_url(args: argparse.Namespace) -> str:
-    """The URL to migrate: ``--database``, the config file's, or the SQLite default."""
+    """The URL to migrate: ``--database``, else the configured one, as ``guard serve`` finds it."""
     if args.database:
         return args.database
-    if args.config_file:
-        conf = cfg.ConfigOpts()
-        guard_conf.register_opts(conf)
-        conf(args=[], project="guard", default_config_files=[str(args.config_file)])
-        if conf.database.connection:
-            return conf.database.connection
-    DEFAULT_SQLITE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{DEFAULT_SQLITE_FILE}"
+    # The config file's [database] connection, else deploy's SQLite default.
+    conf = guard_conf.load([str(args.config_file)] if args.config_file else ())
+    return deploy.database_url(conf)
 
 
 def run_upgrade(args: argparse.Namespace) -> int:

@@ -45,15 +45,18 @@ def _conf(config_file: str | None) -> cfg.ConfigOpts:
     return conf
 
 
-def _missing(*paths: str | None) -> str | None:
-    """The first given path that is not a file (a missing file would mean defaults)."""
-    return next((p for p in paths if p and not Path(p).is_file()), None)
+def _report_missing(*paths: str | None) -> bool:
+    """Whether a given path is not a file (reported: a missing file would mean defaults)."""
+    missing = next((p for p in paths if p and not Path(p).is_file()), None)
+    if missing is None:
+        return False
+    print(f"error: {missing}: no such file", file=sys.stderr)
+    return True
 
 
 def validate(args: argparse.Namespace) -> int:
     """Print every problem of the policy file; 1 when there is an error."""
-    if missing := _missing(args.file):
-        print(f"error: {missing}: no such file", file=sys.stderr)
+    if _report_missing(args.file):
         return 1
     try:
         enforcer = make_enforcer(_conf(args.config_file), policy_file=args.file)
@@ -97,8 +100,7 @@ def _json_object(text: str) -> dict[str, Any]:
 
 def explain(args: argparse.Namespace) -> int:
     """Print why ``--rule`` allows or denies ``--creds`` on ``--target``."""
-    if missing := _missing(args.policy_file):
-        print(f"error: {missing}: no such file", file=sys.stderr)
+    if _report_missing(args.policy_file):
         return 1
     try:
         enforcer = make_enforcer(_conf(args.config_file), policy_file=args.policy_file)
@@ -121,8 +123,7 @@ def _decisions(path: str) -> dict[tuple[str, str], bool]:
 
 def diff(args: argparse.Namespace) -> int:
     """Print, as a table, the decisions that differ between two policy files."""
-    if missing := _missing(args.old, args.new):
-        print(f"error: {missing}: no such file", file=sys.stderr)
+    if _report_missing(args.old, args.new):
         return 1
     try:
         old, new = _decisions(args.old), _decisions(args.new)

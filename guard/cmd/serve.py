@@ -185,8 +185,7 @@ def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services
         pass
     finally:
         server.close()
-        services.decision_log.close()
-        services.engine.dispose()
+        services.close()
     return 0
 
 
@@ -200,8 +199,7 @@ def _run_gunicorn(args: argparse.Namespace, conf: Any, services: deploy.Services
         print("guard serve: --workers needs a fixed --port", file=sys.stderr)
         return 2
     _announce(args, conf, services, conf.api.bind_port)
-    services.decision_log.close()
-    services.engine.dispose()
+    services.close()
     from guard import wsgi  # gunicorn is loaded only for --workers
 
     wsgi.run_gunicorn(

@@ -120,9 +120,8 @@ class _TreeCompiler:
         return self._delegate(check)
 
     def _compile_reference(self, check: _checks.RuleCheck, stack: tuple[int, ...]) -> Evaluator:
-        try:
-            referenced = self._rules[check.match]
-        except KeyError:
+        referenced = lookup_rule(self._rules, check.match)
+        if referenced is None:
             return _always_false
         if not isinstance(referenced, _checks.BaseCheck) or id(referenced) in stack:
             # A cycle (or an odd default rule): oslo.policy's own recursion decides.
@@ -199,29 +198,52 @@ def _role(match: str) -> Evaluator:
     return has_target_role
 
 
-_NOT_A_LITERAL = object()
+#: What :func:`literal_value` returns for a left side that names a credential.
+NOT_A_LITERAL = object()
 
 
-def _literal(kind: str) -> Any:
-    """The literal value of a generic check's left side, or ``_NOT_A_LITERAL``.
+def literal_value(kind: str) -> Any:
+    """The literal value of a generic check's left side, or ``NOT_A_LITERAL``.
 
-    Raises what ``ast.literal_eval`` raises besides ``ValueError`` (for
-    example ``SyntaxError``); oslo.policy lets those escape at evaluation
-    time, so such checks are delegated rather than compiled.
+    As ``GenericCheck`` reads it: a ``ValueError`` from ``ast.literal_eval``
+    means the left side is a (dotted) credential key. Raises what
+    ``ast.literal_eval`` raises besides ``ValueError`` (for example
+    ``SyntaxError``); oslo.policy lets those escape at evaluation time.
     """
     try:
         return ast.literal_eval(kind)
     except ValueError:
-        return _NOT_A_LITERAL
+        return NOT_A_LITERAL
+
+
+def lookup_rule(rules: Mapping[str, _checks.BaseCheck], name: str) -> _checks.BaseCheck | None:
+    """``rules[name]`` as oslo.policy's ``RuleCheck`` reads it, or ``None``.
+
+    Indexing (not ``.get``) lets oslo's ``Rules.__missing__`` substitute the
+    default rule for an unknown name; with none, the answer is ``None``.
+    """
+    try:
+        return rules[name]
+    except KeyError:
+        return None
+
+
+def token_scope(creds: Mapping[str, Any]) -> str:
+    """The scope of the caller's token, decided as oslo.policy decides it."""
+    if creds.get("system"):
+        return "system"
+    if creds.get("domain_id"):
+        return "domain"
+    return "project"
 
 
 def _generic(kind: str, match: str) -> Evaluator | None:
     try:
-        literal = _literal(kind)
+        literal = literal_value(kind)
     except Exception:
         # Delegated, so that oslo.policy raises it at each evaluation as it does.
         return None
-    if literal is not _NOT_A_LITERAL:
+    if literal is not NOT_A_LITERAL:
         return _literal_equals(str(literal), match)
     path = kind.split(".")
     if len(path) == 1:

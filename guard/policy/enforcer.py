@@ -27,6 +27,7 @@ from oslo_config import cfg
 from oslo_context import context
 from oslo_policy import _checks, policy
 
+from guard.policy.compiler import token_scope
 from guard.policy.errors import PolicyFileError, Problem
 from guard.policy.explain import Explanation, explain
 from guard.policy.reload import DEFAULT_INTERVAL, PolicyFiles, PolicySource
@@ -352,9 +353,9 @@ class Enforcer(policy.Enforcer):
         **kwargs: Any,
     ) -> Any:
         """oslo.policy's ``authorize()``: ``enforce()`` of a registered rule only."""
-        if rule not in self.registered_rules:
-            raise policy.PolicyNotRegistered(rule)
-        return self._decide(self.snapshot(), rule, target, creds, do_raise, exc, args, kwargs)
+        return self.authorize_in(
+            self.snapshot(), rule, target, creds, do_raise, exc, *args, **kwargs
+        )
 
     def authorize_in(
         self,
@@ -447,15 +448,10 @@ class Enforcer(policy.Enforcer):
         scope_types = rule.scope_types
         if not scope_types:
             return True
-        if creds.get("system"):
-            token_scope = "system"  # noqa: S105 - a scope name, not a secret
-        elif creds.get("domain_id"):
-            token_scope = "domain"  # noqa: S105
-        else:
-            token_scope = "project"  # noqa: S105
-        if token_scope not in scope_types:
+        scope = token_scope(creds)
+        if scope not in scope_types:
             if do_raise:
-                raise policy.InvalidScope(rule, scope_types, token_scope)
+                raise policy.InvalidScope(rule, scope_types, scope)
             return False
         return True
 

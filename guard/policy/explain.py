@@ -14,7 +14,7 @@ from typing import Any
 
 from oslo_policy import _checks
 
-from guard.policy.compiler import branch_label
+from guard.policy.compiler import branch_label, lookup_rule, token_scope
 from guard.policy.snapshot import PolicySnapshot
 
 
@@ -56,14 +56,6 @@ class Explanation:
         if self.root is not None:
             lines.extend(self.root.render(1))
         return "\n".join(lines)
-
-
-def _token_scope(creds: Mapping[str, Any]) -> str:
-    if creds.get("system"):
-        return "system"
-    if creds.get("domain_id"):
-        return "domain"
-    return "project"
 
 
 class _Explainer:
@@ -110,9 +102,8 @@ class _Explainer:
         self, check: _checks.RuleCheck, target: Any, creds: Any, stack: tuple[int, ...]
     ) -> ExplainNode:
         label = branch_label(check)
-        try:
-            referenced = self._rules[check.match]
-        except KeyError:
+        referenced = lookup_rule(self._rules, check.match)
+        if referenced is None:
             return ExplainNode(label, False, "undefined rule")
         if id(referenced) in stack:
             return ExplainNode(label, False, "reference cycle; not expanded")
@@ -149,7 +140,7 @@ def explain(
     creds_dict = dict(enforcer._creds_dict(dict(creds) if isinstance(creds, Mapping) else creds))
     registered = snapshot.registered.get(action)
     if registered is not None and registered.scope_types:
-        scope = _token_scope(creds_dict)
+        scope = token_scope(creds_dict)
         if scope not in registered.scope_types:
             return Explanation(
                 action,
@@ -160,9 +151,8 @@ def explain(
             )
     if not snapshot.rules:
         return Explanation(action, False, snapshot.revision, "no_rules", note="no rules loaded")
-    try:
-        check = snapshot.rules[action]
-    except KeyError:
+    check = lookup_rule(snapshot.rules, action)
+    if check is None:
         return Explanation(action, False, snapshot.revision, "undefined_rule", note="no such rule")
     root = _Explainer(snapshot, enforcer, action).visit(check, target, creds_dict, (id(check),))
     allowed = bool(root.result)

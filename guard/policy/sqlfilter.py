@@ -31,9 +31,8 @@ SQL means what ``not`` means in Python even over a nullable column.
 
 from __future__ import annotations
 
-import ast
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,6 +40,8 @@ from oslo_context import context as oslo_context
 from oslo_policy import _checks
 from sqlalchemy import String, and_, func, literal, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
+
+from guard.policy.compiler import NOT_A_LITERAL, literal_value, lookup_rule, token_scope
 
 Kind = Literal["allow", "deny", "condition", "per_row"]
 
@@ -98,15 +99,6 @@ def policy_creds(creds: Any) -> dict[str, Any]:
     return values
 
 
-def token_scope(creds: Mapping[str, Any]) -> str:
-    """The scope of the caller's token, decided as oslo.policy decides it."""
-    if creds.get("system"):
-        return "system"
-    if creds.get("domain_id"):
-        return "domain"
-    return "project"
-
-
 def compile_filter(
     snapshot: Any, action: str, creds: Any, columns: Mapping[str, ColumnElement[Any]]
 ) -> RowFilter:
@@ -119,7 +111,9 @@ def compile_filter(
     that is not among them is a key missing from the target.
     """
     values = policy_creds(creds)
-    rule = _lookup(snapshot.rules, action)
+    if not snapshot.rules:
+        return DENY  # Enforcer.enforce: no rules at all fails closed
+    rule = lookup_rule(snapshot.rules, action)
     if rule is None:
         return DENY
     registered = snapshot.registered.get(action)
@@ -163,9 +157,9 @@ class _Compiler:
         if kind is _checks.FalseCheck:
             return False
         if kind is _checks.AndCheck:
-            return self._and([self.compile(rule) for rule in check.rules])
+            return _combine([self.compile(rule) for rule in check.rules], False, and_)
         if kind is _checks.OrCheck:
-            return self._or([self.compile(rule) for rule in check.rules])
+            return _combine([self.compile(rule) for rule in check.rules], True, or_)
         if kind is _checks.NotCheck:
             inner = self.compile(check.rule)
             if isinstance(inner, _PerRow):
@@ -179,36 +173,8 @@ class _Compiler:
             return self._generic(check.kind, check.match)
         raise _NotCompilable(f"{type(check).__name__} cannot be evaluated in SQL")
 
-    # ``and``/``or`` keep oslo.policy's left-to-right short circuit: a constant
-    # decides only if no per-row part comes before it (that part would have
-    # been evaluated first, and it may raise).
-
-    @staticmethod
-    def _and(parts: list[_Compiled]) -> _Compiled:
-        conditions: list[ColumnElement[bool]] = []
-        for part in parts:
-            if part is False or isinstance(part, _PerRow):
-                return part
-            if part is not True:
-                conditions.append(part)
-        if not conditions:
-            return True
-        return conditions[0] if len(conditions) == 1 else and_(*conditions)
-
-    @staticmethod
-    def _or(parts: list[_Compiled]) -> _Compiled:
-        conditions: list[ColumnElement[bool]] = []
-        for part in parts:
-            if part is True or isinstance(part, _PerRow):
-                return part
-            if part is not False:
-                conditions.append(part)
-        if not conditions:
-            return False
-        return conditions[0] if len(conditions) == 1 else or_(*conditions)
-
     def _rule(self, name: str) -> _Compiled:
-        rule = _lookup(self.rules, name)
+        rule = lookup_rule(self.rules, name)
         if rule is None:
             return False  # oslo.policy: an unknown rule fails closed
         if name in self._resolving:
@@ -240,29 +206,36 @@ class _Compiler:
     def _left_values(self, kind: str) -> set[str]:
         """The strings a generic check's left side can equal, for these credentials."""
         try:
-            return {str(ast.literal_eval(kind))}
-        except ValueError:
-            pass
+            value = literal_value(kind)
         except Exception as error:  # oslo.policy lets these escape enforce()
             raise _NotCompilable(f"check kind {kind!r} is not a valid literal") from error
+        if value is not NOT_A_LITERAL:
+            return {str(value)}
         try:
             return set(_find_in_creds(self.creds, kind.split(".")))
         except Exception as error:  # e.g. indexing into a string: raises in enforce()
             raise _NotCompilable(f"credential path {kind!r} cannot be followed") from error
 
 
-def _lookup(rules: Mapping[str, _checks.BaseCheck], name: str) -> _checks.BaseCheck | None:
-    """``rules[name]`` as oslo.policy reads it: through ``Rules``' default rule.
+def _combine(
+    parts: list[_Compiled], decisive: bool, join: Callable[..., ColumnElement[bool]]
+) -> _Compiled:
+    """``and`` (``decisive=False``, ``and_``) or ``or`` (``True``, ``or_``) of ``parts``.
 
-    Indexing (not ``.get``) lets oslo's ``Rules.__missing__`` substitute the
-    default rule for an unknown name; with none, the answer is ``None``.
+    oslo.policy's left-to-right short circuit is kept: the first constant
+    equal to ``decisive`` decides only if no per-row part comes before it
+    (that part would have been evaluated first, and it may raise); the other
+    constants drop out.
     """
-    if not rules:
-        return None  # Enforcer.enforce: no rules at all fails closed
-    try:
-        return rules[name]
-    except KeyError:
-        return None
+    conditions: list[ColumnElement[bool]] = []
+    for part in parts:
+        if part is decisive or isinstance(part, _PerRow):
+            return part
+        if part is not (not decisive):
+            conditions.append(part)
+    if not conditions:
+        return not decisive
+    return conditions[0] if len(conditions) == 1 else join(*conditions)
 
 
 def _find_in_creds(value: Any, path: list[str]) -> Iterator[str]:

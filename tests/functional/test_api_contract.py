@@ -27,7 +27,7 @@ from tests.functional.test_api_support import (
     Persona,
     body_for,
     check_error,
-    services_for,
+    deployment,
 )
 
 # Parametrized ids must be the same in every xdist worker.
@@ -37,10 +37,8 @@ FIXED_UUID = "0c6a3e44-5b8e-4f1c-9d3a-2f6b7c8d9e01"
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[deploy.Services]:
     path = tmp_path_factory.mktemp("contract") / "guard.sqlite"
-    services = services_for(f"sqlite:///{path}")
-    yield services
-    services.decision_log.close()
-    services.engine.dispose()
+    with deployment(f"sqlite:///{path}") as services:
+        yield services
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +126,7 @@ def test_healthcheck_shows_details_to_admins_only(
 def test_healthcheck_reports_a_refused_reload(tmp_path: Path, cast: Cast) -> None:
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text('"guard:consumers:show": "rule:admin"\n')
-    services = services_for(f"sqlite:///{tmp_path / 'guard.sqlite'}", str(policy_file))
-    try:
+    with deployment(f"sqlite:///{tmp_path / 'guard.sqlite'}", str(policy_file)) as services:
         client = Client(webtest.TestApp(deploy.build_pipeline(services, "trusted")))
         before = client("GET", "/healthcheck", cast.admin).json["policy"]
         assert before["last_reload_error"] is None
@@ -147,9 +144,6 @@ def test_healthcheck_reports_a_refused_reload(tmp_path: Path, cast: Cast) -> Non
         assert detail["policy"]["revision"] == before["revision"]  # the last good rules
         public = client("GET", "/healthcheck", cast.member_a)
         assert public.json == {"status": "ok"}
-    finally:
-        services.decision_log.close()
-        services.engine.dispose()
 
 
 def test_unreachable_database_is_503(tmp_path: Path, cast: Cast) -> None:
@@ -169,8 +163,7 @@ def test_unreachable_database_is_503(tmp_path: Path, cast: Cast) -> None:
             client.error(response, 503, "guard.unavailable")
             assert "s3cret" not in response.text and "127.0.0.1" not in response.text
     finally:
-        services.decision_log.close()
-        services.engine.dispose()
+        services.close()
 
 
 def _conf_with(url: str) -> Any:

@@ -129,8 +129,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     )
     services.repository.create(admin, OWN_CONSUMER, project_id=OWN_PROJECT, user_id="fuzz-user")
     yield deploy.build_pipeline(services, "trusted")
-    services.decision_log.close()
-    services.engine.dispose()
+    services.close()
 
 
 def environ_for(

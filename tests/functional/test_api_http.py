@@ -7,6 +7,7 @@ and the core of the contract on PostgreSQL as well as SQLite.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -24,34 +25,34 @@ from tests.functional.test_api_support import (
     Persona,
     body_for,
     check_error,
+    deployment,
     http,
     served,
-    services_for,
 )
 
 JSON = {"Content-Type": "application/json"}
 
 
+@contextlib.contextmanager
+def serving(database_url: str) -> Iterator[str]:
+    """The ``trusted`` pipeline on ``database_url``, served over HTTP; its base URL."""
+    with (
+        deployment(database_url) as services,
+        served(deploy.build_pipeline(services, "trusted"), threads=8) as url,
+    ):
+        yield url
+
+
 @pytest.fixture
 def base_url(database_url: str) -> Iterator[str]:
-    services = services_for(database_url)
-    try:
-        with served(deploy.build_pipeline(services, "trusted"), threads=8) as url:
-            yield url
-    finally:
-        services.decision_log.close()
-        services.engine.dispose()
+    with serving(database_url) as url:
+        yield url
 
 
 @pytest.fixture
 def sqlite_base_url(sqlite_url: str) -> Iterator[str]:
-    services = services_for(sqlite_url)
-    try:
-        with served(deploy.build_pipeline(services, "trusted"), threads=8) as url:
-            yield url
-    finally:
-        services.decision_log.close()
-        services.engine.dispose()
+    with serving(sqlite_url) as url:
+        yield url
 
 
 def call(

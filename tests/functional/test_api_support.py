@@ -134,6 +134,16 @@ def services_for(url: str, policy_file: str | None = None) -> deploy.Services:
 
 
 @contextlib.contextmanager
+def deployment(url: str, policy_file: str | None = None) -> Iterator[deploy.Services]:
+    """:func:`services_for` ``url``, shut down when the block ends."""
+    services = services_for(url, policy_file)
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+@contextlib.contextmanager
 def served(app: Any, threads: int = 4) -> Iterator[str]:
     """Serve ``app`` with waitress on a free loopback port; yield its base URL."""
     server = waitress.create_server(

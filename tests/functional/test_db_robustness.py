@@ -66,8 +66,7 @@ def test_the_pool_options_bound_a_workers_postgresql_connections(postgresql_url:
         # Returned connections serve the next request.
         assert services.repository.ping() is None
     finally:
-        services.decision_log.close()
-        services.engine.dispose()
+        services.close()
         admin.dispose()
 
 
@@ -81,8 +80,7 @@ def test_the_pool_defaults_and_sqlite_keeps_its_own_pool(postgresql_url: str, sq
             "pool_timeout": 30.0,
         }
     finally:
-        services.decision_log.close()
-        services.engine.dispose()
+        services.close()
     assert deploy.pool_options(services.conf, sqlite_url) == {}
     embedded = _services(sqlite_url, max_pool_size=1)
     try:

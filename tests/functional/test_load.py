@@ -21,25 +21,21 @@ import pytest
 import sqlalchemy as sa
 from webtest.http import StopableWSGIServer
 
-from guard import conf as guard_conf
 from guard import deploy, load
 from guard.cmd import main as guard_main
+from tests.functional.test_api_support import deployment
 
 
 @pytest.fixture
 def served(sqlite_url: str) -> Iterator[tuple[str, str]]:
     """A guard (trusted pipeline) on ``sqlite_url``: yields (base URL, database URL)."""
-    conf = guard_conf.load([])
-    conf.set_override("connection", sqlite_url, group="database")
-    services = deploy.build_services(conf, migrate=True)
-    app = deploy.build_pipeline(services, "trusted")
-    server = StopableWSGIServer.create(app, threads=8, expose_tracebacks=False)
-    try:
-        yield server.application_url.rstrip("/"), sqlite_url
-    finally:
-        server.shutdown()
-        services.decision_log.close()
-        services.engine.dispose()
+    with deployment(sqlite_url) as services:
+        app = deploy.build_pipeline(services, "trusted")
+        server = StopableWSGIServer.create(app, threads=8, expose_tracebacks=False)
+        try:
+            yield server.application_url.rstrip("/"), sqlite_url
+        finally:
+            server.shutdown()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -48,8 +48,7 @@ def services(tmp_path: Path, sqlite_url: str) -> Iterator[deploy.Services]:
     conf = guard_conf.load([write_conf(tmp_path, sqlite_url)])
     services = deploy.build_services(conf, migrate=True)
     yield services
-    services.decision_log.close()
-    services.engine.dispose()
+    services.close()
 
 
 def write_conf(tmp_path: Path, sqlite_url: str) -> str:

@@ -26,7 +26,7 @@ from guard import demo, deploy
 from guard.cmd import build_parser
 from guard.cmd import serve as serve_cmd
 from tests.fixtures.pgcluster import free_port
-from tests.functional.test_api_support import REQUEST_ID_RE, http, services_for
+from tests.functional.test_api_support import REQUEST_ID_RE, deployment, http
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "etc" / "guard" / "guard.conf.sample"
@@ -203,8 +203,7 @@ def test_main_pipeline_without_keystone_settings_refuses_to_start(tmp_path: Path
 
 
 def test_main_pipeline_needs_the_keystone_settings(sqlite_url: str) -> None:
-    services = services_for(sqlite_url)
-    try:
+    with deployment(sqlite_url) as services:
         with pytest.raises(deploy.PipelineError, match="www_authenticate_uri"):
             deploy.build_pipeline(services, "main")
         services.conf.set_override(
@@ -213,9 +212,6 @@ def test_main_pipeline_needs_the_keystone_settings(sqlite_url: str) -> None:
         assert deploy.build_pipeline(services, "main") is not None
         with pytest.raises(deploy.PipelineError, match="unknown pipeline"):
             deploy.build_pipeline(services, "open")
-    finally:
-        services.decision_log.close()
-        services.engine.dispose()
 
 
 def test_demo_needs_the_trusted_pipeline(tmp_path: Path) -> None:

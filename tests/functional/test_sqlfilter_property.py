@@ -146,6 +146,20 @@ datasets = st.lists(
 # ------------------------------------------------------------------ fixtures
 
 
+def _insert_names(
+    conn: sqlalchemy.Connection, kind: str, column: Any, names: list[str | None]
+) -> dict[tuple[str, str], int]:
+    """Insert a row per name (``None`` skipped) into ``column``'s table; ``(kind, name)`` -> id."""
+    table = column.class_
+    return {
+        (kind, name): conn.execute(
+            sqlalchemy.insert(table).values({column.key: name}).returning(table.id)
+        ).scalar_one()
+        for name in names
+        if name is not None
+    }
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """A migrated database with the owner rows; consumers are replaced per example."""
@@ -157,34 +171,10 @@ def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     engine = api.create_engine(url)
     with engine.begin() as conn:
         ids = {
-            ("project", name): conn.execute(
-                sqlalchemy.insert(models.Project)
-                .values(external_id=name)
-                .returning(models.Project.id)
-            ).scalar_one()
-            for name in PROJECTS
+            **_insert_names(conn, "project", models.Project.external_id, PROJECTS),
+            **_insert_names(conn, "user", models.User.external_id, USERS),
+            **_insert_names(conn, "type", models.ConsumerType.name, TYPES),
         }
-        ids.update(
-            {
-                ("user", name): conn.execute(
-                    sqlalchemy.insert(models.User)
-                    .values(external_id=name)
-                    .returning(models.User.id)
-                ).scalar_one()
-                for name in USERS
-            }
-        )
-        ids.update(
-            {
-                ("type", name): conn.execute(
-                    sqlalchemy.insert(models.ConsumerType)
-                    .values(name=name)
-                    .returning(models.ConsumerType.id)
-                ).scalar_one()
-                for name in TYPES
-                if name is not None
-            }
-        )
     conf = cfg.ConfigOpts()
     conf(args=[], default_config_files=[], default_config_dirs=[])
     guard_enforcer = make_enforcer(conf)
