@@ -5,9 +5,13 @@ multi-worker choice; the same queries run on both. What differs is set up
 here, once per engine:
 
 * SQLite: WAL journal (readers never block the writer), foreign keys on, a
-  busy timeout, and write transactions opened with ``BEGIN IMMEDIATE`` so
-  that two writers queue on the busy timeout instead of failing at once with
-  "database is locked" when a deferred reader tries to upgrade its lock.
+  busy timeout, and write transactions opened with ``BEGIN IMMEDIATE``
+  (:func:`begin_write`) so that two writers queue on the busy timeout
+  instead of failing at once with "database is locked" when a deferred
+  reader tries to upgrade its lock. The BEGIN is emitted where a
+  transaction starts, not by an engine ``begin`` event listener: any
+  listener of SQLAlchemy's connection events makes every statement of the
+  engine pay for event dispatch (measured: a third of a single select).
 * PostgreSQL: pre-ping on checkout (a restarted server costs one reconnect,
   not a failed request), a statement timeout and a lock timeout so that a
   stuck query ends as ``Unavailable`` instead of holding a worker forever.
@@ -57,12 +61,6 @@ _BACKOFF_BASE_S = 0.01
 # PostgreSQL SQLSTATEs that mean "the transaction lost a race; run it again":
 # serialization_failure, deadlock_detected, lock_not_available.
 _PG_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
-# Execution option that marks a connection's transaction as a writer.
-WRITE_OPTION = "guard_write"
-# Execution option for a read of one statement, which is atomic on its own:
-# SQLite runs it without BEGIN (PostgreSQL in AUTOCOMMIT). Measured need: the
-# BEGIN/ROLLBACK pair was a tenth of a guarded get's cost (guard.bench.repository).
-SINGLE_READ_OPTION = "guard_single_read"
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
@@ -86,11 +84,13 @@ def _create_sqlite_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
     engine = sqlalchemy.create_engine(url, connect_args=connect_args, **kwargs)
 
+    # A pool event, paid once per new connection. pysqlite keeps its own
+    # transaction handling: it opens a (deferred) transaction before the first
+    # INSERT, UPDATE or DELETE and none for a SELECT, so a single read runs
+    # without BEGIN; writers and multi-statement reads BEGIN explicitly in
+    # run_in_transaction, which pysqlite then leaves alone.
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event below emit BEGIN itself: pysqlite's
-        # own implicit BEGIN is always DEFERRED (and it commits before DDL).
-        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
             _switch_to_wal(cursor)
@@ -106,14 +106,20 @@ def _create_sqlite_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
         finally:
             cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        options = conn.get_execution_options()
-        if options.get(SINGLE_READ_OPTION, False):
-            return
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION, False) else "BEGIN")
-
     return engine
+
+
+def begin_write(conn: Connection) -> sqlalchemy.RootTransaction:
+    """Begin ``conn``'s transaction as a writer; on SQLite with ``BEGIN IMMEDIATE``.
+
+    The write lock is taken at once, so a second writer waits on the busy
+    timeout instead of failing when its deferred read lock cannot be
+    upgraded. Other databases begin as usual.
+    """
+    transaction = conn.begin()
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    return transaction
 
 
 def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
@@ -200,14 +206,11 @@ def run_in_transaction(
         try:
             with engine.connect() as conn:
                 if not write:
-                    if single_statement:
-                        conn.execution_options(**_single_read_options(conn))
-                    # Otherwise one read transaction, begun by the first
-                    # statement and rolled back when the connection returns
-                    # to the pool: nothing to commit.
+                    _begin_read(conn, single_statement)
+                    # Rolled back when the connection returns to the pool:
+                    # a read has nothing to commit.
                     return work(conn)
-                conn.execution_options(**{WRITE_OPTION: True})
-                with conn.begin():
+                with begin_write(conn):
                     return work(conn)
         except sqlalchemy.exc.IntegrityError:
             raise
@@ -222,10 +225,21 @@ def run_in_transaction(
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _single_read_options(conn: Connection) -> dict[str, Any]:
-    if conn.dialect.name == "postgresql":
-        return {"isolation_level": "AUTOCOMMIT"}
-    return {SINGLE_READ_OPTION: True}
+def _begin_read(conn: Connection, single_statement: bool) -> None:
+    """Set up a read: one transaction for several statements, none for one.
+
+    One statement is atomic on its own, so it runs without BEGIN (SQLite) or
+    in AUTOCOMMIT (PostgreSQL). Measured need: the BEGIN/ROLLBACK pair was a
+    tenth of a guarded get's cost (guard.bench.repository). Several
+    statements read one snapshot: PostgreSQL's first statement begins the
+    transaction; SQLite's pysqlite would not, so BEGIN is explicit.
+    """
+    dialect = conn.dialect.name
+    if single_statement:
+        if dialect == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+    elif dialect == "sqlite":
+        conn.exec_driver_sql("BEGIN")
 
 
 def _unavailable(error: Exception) -> exception.Unavailable:

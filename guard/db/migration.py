@@ -49,7 +49,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     try:
         with engine.connect() as connection:
             # A writer from the start: on SQLite, BEGIN IMMEDIATE.
-            connection.execution_options(**{api.WRITE_OPTION: True})
+            api.begin_write(connection)
             with _one_upgrade_at_a_time(connection):
                 config = alembic_config()
                 config.attributes["connection"] = connection

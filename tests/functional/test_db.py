@@ -77,8 +77,7 @@ def test_sqlite_writer_waits_for_another_writers_lock(sqlite_url: str):
     blocker = api.create_engine(sqlite_url)
     try:
         with blocker.connect() as held:
-            held.execution_options(**{api.WRITE_OPTION: True})
-            held.begin()
+            api.begin_write(held)
             held.execute(sqlalchemy.insert(models.Project).values(external_id="holder"))
             release = threading.Timer(0.3, held.commit)
             release.start()
@@ -198,3 +197,39 @@ def test_a_busy_sqlite_database_is_a_retryable_error(tmp_path: Path):
         holder.rollback()
         holder.close()
         impatient.dispose()
+
+
+def test_sqlite_engine_has_no_per_statement_listener(sqlite_url: str):
+    """BEGIN is emitted where a transaction starts, not by an event on every execute."""
+    engine = api.create_engine(sqlite_url)
+    try:
+        for name in ("begin", "before_execute", "after_execute", "before_cursor_execute"):
+            assert not getattr(engine.dispatch, name), name
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_read_of_several_statements_sees_one_snapshot(sqlite_url: str):
+    migration.upgrade(sqlite_url)
+    engine = api.create_engine(sqlite_url)
+    writer = api.create_engine(sqlite_url)
+    count = sqlalchemy.select(sqlalchemy.func.count()).select_from(models.Project)
+
+    def work(conn: sqlalchemy.Connection) -> tuple[int, int]:
+        before = conn.execute(count).scalar_one()
+        api.run_in_transaction(
+            writer,
+            lambda other: other.execute(sqlalchemy.insert(models.Project).values(external_id="p")),
+            write=True,
+        )
+        return before, conn.execute(count).scalar_one()
+
+    try:
+        assert api.run_in_transaction(engine, work, write=False) == (0, 0)
+        assert (
+            api.run_in_transaction(engine, lambda c: c.execute(count).scalar_one(), write=False)
+            == 1
+        )
+    finally:
+        engine.dispose()
+        writer.dispose()
