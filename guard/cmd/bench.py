@@ -1,6 +1,6 @@
 """``guard bench``: run every benchmark beside its baseline and print the ratios.
 
-Each benchmark lives in its own module under :mod:`guard.bench` and measures
+Each benchmark lives in its own module under :mod:`guard.tools.bench` and measures
 guard against a baseline in the same process (stock oslo.policy, raw
 SQLAlchemy, a bare WebOb app, a handler without the filter). This command runs
 them one after another, each in a fresh process (so that one benchmark's
@@ -22,9 +22,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from guard.bench import BenchResult
+from guard.tools.bench import BenchResult
 
-# benchmark module under guard.bench -> what it compares
+# benchmark module under guard.tools.bench -> what it compares
 BENCHMARKS: dict[str, str] = {
     "policy": "policy engine vs stock oslo.policy",
     "repository": "guarded repository vs raw SQLAlchemy and naive filtering",
@@ -76,7 +76,7 @@ def format_table(results: list[BenchResult]) -> str:
 
 def _run_benchmark(name: str, quick: bool) -> list[BenchResult]:
     """Run one benchmark module (in the child process)."""
-    module = importlib.import_module(f"guard.bench.{name}")
+    module = importlib.import_module(f"guard.tools.bench.{name}")
     return module.run(quick=quick)
 
 

@@ -13,7 +13,8 @@ import argparse
 import json
 import sys
 
-from guard import load
+from guard.tools.load import engine, report
+from guard.tools.load.target import LoadError
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
     if requests is None and args.seconds is None:
         requests = 1000
     try:
-        config = load.LoadConfig(
+        config = engine.LoadConfig(
             url=args.url,
             threads=args.threads,
             requests=requests,
@@ -83,13 +84,13 @@ def main(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             seed=args.seed,
         )
-        run = load.run_load(config, outage_marker=args.outage_marker, progress=sys.stderr)
-        summary = load.judge(run, database_url=args.database, grace=args.outage_grace)
-    except load.LoadError as exc:
+        run = engine.run_load(config, outage_marker=args.outage_marker, progress=sys.stderr)
+        summary = report.judge(run, database_url=args.database, grace=args.outage_grace)
+    except LoadError as exc:
         print(f"guard load: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
-        print(load.render_text(summary))
+        print(report.render_text(summary))
     return 0 if summary["passed"] else 1

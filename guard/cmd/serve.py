@@ -22,8 +22,9 @@ from oslo_config import cfg
 from sqlalchemy.engine import make_url
 
 from guard import conf as guard_conf
-from guard import demo, deploy, exception, policy
+from guard import deploy, exception, policy
 from guard import log as guard_log
+from guard.tools import demo
 
 LOG = logging.getLogger("guard.serve")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"

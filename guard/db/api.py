@@ -230,7 +230,7 @@ def _begin_read(conn: Connection, single_statement: bool) -> None:
 
     One statement is atomic on its own, so it runs without BEGIN (SQLite) or
     in AUTOCOMMIT (PostgreSQL). Measured need: the BEGIN/ROLLBACK pair was a
-    tenth of a guarded get's cost (guard.bench.repository). Several
+    tenth of a guarded get's cost (guard.tools.bench.repository). Several
     statements read one snapshot: PostgreSQL's first statement begins the
     transaction; SQLite's pysqlite would not, so BEGIN is explicit.
     """

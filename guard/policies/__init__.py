@@ -1,4 +1,4 @@
-"""guard's default policy rules, kept as data in this package's YAML files.
+"""guard's default policy rules, kept as data in the top-level ``policies/`` YAML files.
 
 Each file is a list of entries with ``name``, ``check_str``, ``description``
 and optionally ``operations``, ``scope_types`` and ``deprecated_rule``
@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from oslo_policy import policy
 
+# The top-level policies/ directory, as installed (pyproject.toml maps it).
+DEFAULTS_PACKAGE = "guard.policies.defaults"
 # Files in the order their rules are listed (base personas first).
 DEFAULT_FILES = ("base.yaml", "consumers.yaml")
 
@@ -73,7 +75,7 @@ def load_rule_defaults(text: str, source: str = "<defaults>") -> list[policy.Rul
 
 def list_rules() -> list[policy.RuleDefault]:
     """Return guard's default rules, in documentation order."""
-    package = resources.files(__name__)
+    package = resources.files(DEFAULTS_PACKAGE)
     rules: list[policy.RuleDefault] = []
     for filename in DEFAULT_FILES:
         rules.extend(load_rule_defaults(package.joinpath(filename).read_text("utf-8"), filename))

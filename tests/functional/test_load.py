@@ -2,7 +2,7 @@
 
 The server is the ``trusted`` pipeline from guard.deploy, served by waitress
 in this process; the load runs as the ``guard load`` command (a subprocess)
-or through :func:`guard.load.run_load`, and the invariants are checked
+or through :func:`guard.tools.load.engine.run_load`, and the invariants are checked
 against the database file.
 """
 
@@ -21,8 +21,9 @@ import pytest
 import sqlalchemy as sa
 from webtest.http import StopableWSGIServer
 
-from guard import deploy, load
+from guard import deploy
 from guard.cmd import main as guard_main
+from guard.tools.load import engine, history, report, target
 from tests.functional.test_api_support import deployment
 
 
@@ -79,24 +80,24 @@ def test_the_text_report_names_rate_percentiles_and_verdicts(served):
 
 def test_the_load_stops_by_itself_after_its_seconds(served):
     url, _ = served
-    config = load.LoadConfig(url=url, threads=3, requests=None, duration=1.0)
-    run = load.run_load(config)
+    config = engine.LoadConfig(url=url, threads=3, requests=None, duration=1.0)
+    run = engine.run_load(config)
     assert 1.0 <= run.finished - run.seeded < 10.0
     assert len(run.recorder.records) > 0
 
 
 def test_a_write_lost_by_the_database_fails_the_run(served):
     url, database = served
-    run = load.run_load(load.LoadConfig(url=url, threads=4, requests=300, shared=1))
-    assert load.judge(run, database_url=database)["passed"] is True
+    run = engine.run_load(engine.LoadConfig(url=url, threads=4, requests=300, shared=1))
+    assert report.judge(run, database_url=database)["passed"] is True
     updated = next(r.uuid for r in run.recorder.records
                    if r.action == "update" and r.status == 200)  # fmt: skip
-    engine = sa.create_engine(database)
-    with engine.begin() as conn:  # the database "forgets" an acknowledged update
+    db = sa.create_engine(database)
+    with db.begin() as conn:  # the database "forgets" an acknowledged update
         conn.execute(sa.text("UPDATE consumers SET generation = generation - 1 WHERE uuid = :u"),
                      {"u": updated})  # fmt: skip
-    engine.dispose()
-    summary = load.judge(run, database_url=database)
+    db.dispose()
+    summary = report.judge(run, database_url=database)
     failed = [i["name"] for i in summary["invariants"] if not i["passed"]]
     assert failed == ["acknowledged_writes_kept"]
     assert summary["passed"] is False
@@ -119,13 +120,13 @@ def test_only_loopback_roots_are_loaded(url, capsys):
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:1", "http://127.9.9.9:1", "http://[::1]:1"])
 def test_loopback_addresses_are_accepted(url):
-    host, port = load.loopback_target(url)
+    host, port = target.loopback_target(url)
     assert port == 1 and host in ("127.0.0.1", "127.9.9.9", "::1")
 
 
 def test_a_load_without_a_bound_is_refused():
-    with pytest.raises(load.LoadError, match="stop by itself"):
-        load.LoadConfig(requests=None, duration=None)
+    with pytest.raises(target.LoadError, match="stop by itself"):
+        engine.LoadConfig(requests=None, duration=None)
 
 
 def test_a_target_that_does_not_answer_is_reported_not_loaded(capsys):
@@ -141,13 +142,13 @@ def test_the_time_an_outage_marker_exists_is_reported_as_an_outage(served, tmp_p
     marker = tmp_path / "outage"
     marker.touch()
     threading.Timer(0.8, marker.unlink).start()
-    config = load.LoadConfig(url=url, threads=2, requests=None, duration=3.0)
-    summary = load.judge(load.run_load(config, outage_marker=str(marker)))
+    config = engine.LoadConfig(url=url, threads=2, requests=None, duration=3.0)
+    summary = report.judge(engine.run_load(config, outage_marker=str(marker)))
     (outage,) = summary["outages"]
     assert outage["duration_seconds"] > 0
     assert outage["unavailable"] == 0  # nothing was down: a healthy server answered
     assert outage["recovered_after_seconds"] is not None
-    assert "answered 503, recovered" in load.render_text(summary)
+    assert "answered 503, recovered" in report.render_text(summary)
 
 
 def test_an_outage_starts_when_its_marker_was_written_not_when_a_poll_saw_it(tmp_path):
@@ -155,7 +156,7 @@ def test_an_outage_starts_when_its_marker_was_written_not_when_a_poll_saw_it(tmp
     marker.touch()
     written = time.time() - 5.0
     os.utime(marker, (written, written))
-    windows, stop = load.OutageWindows(), threading.Event()
+    windows, stop = history.OutageWindows(), threading.Event()
     watcher = threading.Thread(target=windows.watch, args=(str(marker), stop))
     watcher.start()
     time.sleep(0.3)

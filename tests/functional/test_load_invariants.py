@@ -13,11 +13,9 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard.load import (
-    Record,
-    Seen,
+from guard.tools.load.history import Record, Seen, Window
+from guard.tools.load.invariants import (
     StoredConsumer,
-    Window,
     check_acknowledged_writes,
     check_generations,
     check_invariants,

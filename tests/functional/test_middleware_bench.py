@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guard.bench import pipeline
+from guard.tools.bench import pipeline
 
 # The benchmark sets logging up as `guard serve` does (guard.log.install());
 # isolated_install undoes that so later tests in this process see raw records.

@@ -22,9 +22,10 @@ import pytest
 from oslo_config import generator
 
 from guard import conf as guard_conf
-from guard import demo, deploy
+from guard import deploy
 from guard.cmd import build_parser
 from guard.cmd import serve as serve_cmd
+from guard.tools import demo
 from tests.fixtures.pgcluster import free_port
 from tests.functional.test_api_support import REQUEST_ID_RE, deployment, http
 

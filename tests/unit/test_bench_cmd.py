@@ -2,8 +2,8 @@
 
 import itertools
 
-from guard.bench import BenchResult, rate
 from guard.cmd.bench import format_table
+from guard.tools.bench import BenchResult, rate
 
 
 def test_ratio_is_subject_over_baseline():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from guard.bench import policy as bench
 from guard.policies import list_rules
+from guard.tools.bench import policy as bench
 
 
 @pytest.mark.parametrize(

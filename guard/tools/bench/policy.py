@@ -19,9 +19,9 @@ from oslo_config import cfg
 from oslo_context import context
 from oslo_policy import policy
 
-from guard.bench import BenchResult, rate
 from guard.policies import list_rules
 from guard.policy import Enforcer
+from guard.tools.bench import BenchResult, rate
 
 GOAL = ">= 20x"
 

@@ -11,7 +11,7 @@
    100 times slower than the request rate, against the same request without
    a decision log (goal: requests unaffected, the overflow dropped and counted).
 
-Run: ``python -m guard.bench.logfilter [--quick]``.
+Run: ``python -m guard.tools.bench.logfilter [--quick]``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from guard import audit
 from guard import log as guard_log
-from guard.bench import BenchResult, rate
+from guard.tools.bench import BenchResult, rate
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
 GOALS = {
@@ -39,7 +39,7 @@ GOALS = {
 def _cpu_rate(func: Callable[[], object], min_seconds: float) -> float:
     """Calls per CPU second of this process (all its threads).
 
-    Like :func:`guard.bench.rate`, but on ``time.process_time``: on a shared
+    Like :func:`guard.tools.bench.rate`, but on ``time.process_time``: on a shared
     machine wall time measures the neighbours, and the decision log's cost
     includes the CPU its writer thread takes.
     """

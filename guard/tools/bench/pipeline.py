@@ -17,7 +17,7 @@ result calls both WSGI apps directly in this process, with the same environ
 the server would build: it measures only what guard adds, and is the figure
 to watch when changing the pipeline.
 
-Run it with ``python -m guard.bench.pipeline [--quick] [--http-only]``.
+Run it with ``python -m guard.tools.bench.pipeline [--quick] [--http-only]``.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ from sqlalchemy.engine import Engine
 from guard import conf as guard_conf
 from guard import deploy
 from guard import log as guard_log
-from guard.bench import BenchResult, paired_rates
-from guard.bench.repository import RAW_SELECT
 from guard.context import RequestContext
 from guard.db import api as db_api
 from guard.db import models
+from guard.tools.bench import BenchResult, paired_rates
+from guard.tools.bench.repository import RAW_SELECT
 
 THREADS = 4
 ROUNDS = 10

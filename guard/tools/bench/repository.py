@@ -10,7 +10,7 @@
   the 1M page within 1.5x of the 10k page's time.
 
 Runs on a SQLite file in a temporary directory (the embedded default).
-``python -m guard.bench.repository [--quick]``; quick stops at 100k rows.
+``python -m guard.tools.bench.repository [--quick]``; quick stops at 100k rows.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import sqlalchemy
 from oslo_config import cfg
 
 from guard import repository
-from guard.bench import BenchResult, paired_rates, rate
 from guard.context import RequestContext
 from guard.db import api, migration, models
 from guard.policy import make_enforcer
 from guard.repository import LIST, ConsumerRepository
+from guard.tools.bench import BenchResult, paired_rates, rate
 
 PROJECTS = 1000
 USERS = 1000
