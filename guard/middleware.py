@@ -49,6 +49,7 @@ from guard.api.environ import (
 )
 from guard.api.errors import JSON, error_for_status, error_response
 from guard.context import Authorizer, RequestContext
+from guard.policy.paths import resolve_policy_file
 
 LOG = logging.getLogger(__name__)
 ACCESS_LOG = logging.getLogger("guard.access")
@@ -262,7 +263,8 @@ class SizeLimit(sizelimit.RequestBodySizeLimiter):
 @functools.cache
 def shared_enforcer(config_file: str | None) -> Any:
     """One policy enforcer per configuration file, shared by paste's factories."""
-    return policy.make_enforcer(guard_conf.load([config_file] if config_file else []))
+    conf = guard_conf.load([config_file] if config_file else [])
+    return policy.make_enforcer(conf, resolve_policy_file(conf))
 
 
 def filter_factory(global_conf: dict[str, str], **local_conf: str) -> Callable[..., Any]:

@@ -37,6 +37,7 @@ from gunicorn.app.base import BaseApplication
 from guard import conf as guard_conf
 from guard import deploy
 from guard import log as guard_log
+from guard.policy.paths import resolve_policy_file
 
 CONFIG_FILE_ENV = "GUARD_CONFIG_FILE"
 PIPELINE_ENV = "GUARD_PIPELINE"
@@ -79,14 +80,15 @@ def build_from(
 ) -> Built:
     """The services and the pipeline for a loaded ``conf`` (no migration; see the module doc).
 
-    Raises ``guard.policy.PolicyFileError`` when the policy file is invalid
+    Raises ``guard.policy.PolicyFileError`` when the policy file is invalid,
+    missing or unreadable
     (and ``guard.deploy.PipelineError`` when the pipeline cannot run), so a
     worker that cannot serve as configured fails to boot instead of serving
     something else. ``log_level`` defaults to ``GUARD_LOG_LEVEL``, else INFO.
     """
     level = log_level or os.environ.get(LOG_LEVEL_ENV) or "INFO"
     configure_logging(conf.guard.fingerprint_key, level)
-    services = deploy.build_services(conf, policy_file=policy_file)
+    services = deploy.build_services(conf, policy_file=resolve_policy_file(conf, policy_file))
     return services, deploy.build_pipeline(services, pipeline or conf.guard.pipeline)
 
 

@@ -20,7 +20,8 @@ from typing import Any
 from oslo_config import cfg
 from oslo_policy import generator
 
-from guard.policy import PolicyFileError, make_enforcer
+from guard.policy import Enforcer, PolicyFileError, make_enforcer
+from guard.policy.paths import PolicyFileMissing, resolve_policy_file
 
 # The project whose consumers the personas act on, and another one.
 PROJECT = "project-a"
@@ -45,21 +46,24 @@ def _conf(config_file: str | None) -> cfg.ConfigOpts:
     return conf
 
 
-def _report_missing(*paths: str | None) -> bool:
-    """Whether a given path is not a file (reported: a missing file would mean defaults)."""
-    missing = next((p for p in paths if p and not Path(p).is_file()), None)
-    if missing is None:
-        return False
-    print(f"error: {missing}: no such file", file=sys.stderr)
-    return True
+def _load(config_file: str | None, policy_file: str | None) -> Enforcer:
+    """The enforcer of ``policy_file`` (relative to the cwd) or of the configured file.
+
+    Raises :class:`PolicyFileError` for an invalid file, and its subclass
+    ``PolicyFileMissing`` for a file named but missing or unreadable (the
+    defaults would be compared or explained instead: never silently).
+    """
+    conf = _conf(config_file)
+    return make_enforcer(conf, policy_file=resolve_policy_file(conf, policy_file))
 
 
 def validate(args: argparse.Namespace) -> int:
     """Print every problem of the policy file; 1 when there is an error."""
-    if _report_missing(args.file):
-        return 1
     try:
-        enforcer = make_enforcer(_conf(args.config_file), policy_file=args.file)
+        enforcer = _load(args.config_file, args.file)
+    except PolicyFileMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except PolicyFileError as exc:
         for problem in exc.problems:
             print(f"error: {problem}")
@@ -100,10 +104,8 @@ def _json_object(text: str) -> dict[str, Any]:
 
 def explain(args: argparse.Namespace) -> int:
     """Print why ``--rule`` allows or denies ``--creds`` on ``--target``."""
-    if _report_missing(args.policy_file):
-        return 1
     try:
-        enforcer = make_enforcer(_conf(args.config_file), policy_file=args.policy_file)
+        enforcer = _load(args.config_file, args.policy_file)
     except PolicyFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -112,7 +114,7 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def _decisions(path: str) -> dict[tuple[str, str], bool]:
-    enforcer = make_enforcer(_conf(None), policy_file=path)
+    enforcer = _load(None, path)
     names = sorted(set(enforcer.registered_rules) | set(enforcer.file_rules))
     return {
         (name, persona): bool(enforcer.enforce(name, dict(DIFF_TARGET), dict(creds)))
@@ -123,8 +125,6 @@ def _decisions(path: str) -> dict[tuple[str, str], bool]:
 
 def diff(args: argparse.Namespace) -> int:
     """Print, as a table, the decisions that differ between two policy files."""
-    if _report_missing(args.old, args.new):
-        return 1
     try:
         old, new = _decisions(args.old), _decisions(args.new)
     except PolicyFileError as exc:

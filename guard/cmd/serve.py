@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from guard import conf as guard_conf
 from guard import deploy, exception, policy
 from guard import log as guard_log
+from guard.policy.paths import resolve_policy_file
 from guard.tools import demo
 
 LOG = logging.getLogger("guard.serve")
@@ -134,6 +135,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     _configure_logging(args.log_level, conf.guard.fingerprint_key)
     try:
+        # Resolved once, here: a relative --policy-file is relative to this cwd.
+        args.policy_file = resolve_policy_file(conf, args.policy_file)
         services = deploy.build_services(conf, policy_file=args.policy_file, migrate=True)
     except policy.PolicyFileError as error:
         print(f"guard serve: refusing to start, invalid policy file: {error}", file=sys.stderr)

@@ -15,6 +15,7 @@ import pytest
 
 from guard.cmd import main
 from guard.cmd.policy import sample_text
+from guard.policies import list_rules
 from tests.functional.test_policy_reload import BAD_FILES, LIST, SHOW
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,3 +203,12 @@ def test_oslopolicy_checker_runs_on_guards_effective_policy(tmp_path):
     results = set(checked.stdout.split("\n"))
     assert {"passed: guard:consumers:show", "passed: guard:consumers:list"} <= results
     assert {"failed: guard:consumers:create", "failed: guard:consumers:delete"} <= results
+
+
+def test_the_update_rule_documents_what_a_change_of_owner_needs():
+    """DESIGN.md's PUT row: update on the row as stored, create on the row as it will be."""
+    (update,) = [rule for rule in list_rules() if rule.name == "guard:consumers:update"]
+    words = " ".join(update.description.split())
+    assert "checked on the consumer as stored" in words
+    assert "also needs guard:consumers:create on the consumer as it will be" in words
+    assert "both" not in words
