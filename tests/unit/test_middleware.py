@@ -25,6 +25,7 @@ from guard import exception, middleware
 from guard import log as guard_log
 from guard.api.environ import ENV_AUTHENTICATED, ENV_CONTEXT, ENV_MAX_BODY_SIZE
 from guard.policy import make_enforcer
+from guard.policy.paths import PolicyFileMissing
 
 # Parametrized ids must be the same in every xdist worker.
 FIXED_UUID = "0c6a3e44-5b8e-4f1c-9d3a-2f6b7c8d9e01"
@@ -274,7 +275,10 @@ def test_size_limit_hands_the_configured_limit_down(recorder: Recorder) -> None:
 
 def test_filter_factory_builds_the_middleware(tmp_path: Any, recorder: Recorder) -> None:
     config = tmp_path / "guard.conf"
-    config.write_text("[oslo_policy]\npolicy_file = nowhere.yaml\n")
+    config.write_text("[oslo_policy]\npolicy_file = operator.yaml\n")
+    with pytest.raises(PolicyFileMissing, match=r"operator\.yaml"):  # named, missing: no start
+        middleware.filter_factory({"config_file": str(config)})
+    (tmp_path / "operator.yaml").write_text("{}\n")  # found beside the config file
     wrapped = middleware.filter_factory({"config_file": str(config)})(recorder)
     assert isinstance(wrapped, middleware.GuardMiddleware)
     webtest.TestApp(wrapped).get("/consumers", headers={**CONFIRMED, "X-Roles": "admin"})
