@@ -23,6 +23,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check guard tests
 	$(BIN)/ruff format --check guard tests
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format guard tests
@@ -35,4 +36,4 @@ bench: $(STAMP)
 	$(BIN)/guard bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .mypy_cache

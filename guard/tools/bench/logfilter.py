@@ -16,6 +16,7 @@ Run: ``python -m guard.tools.bench.logfilter [--quick]``.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -97,7 +98,7 @@ def _filter_results(quick: bool) -> list[BenchResult]:
     request_id = f"req-{uuid.uuid4()}"
     consumer = str(uuid.uuid4())
     path = f"/consumers/{guard_log.fingerprint(consumer)}"
-    records = {
+    records: dict[str, Callable[[logging.Logger], None]] = {
         "typical access line": lambda lg: lg.info(
             "%s %s %d %.1fms %s", "GET", path, 200, 3.2, request_id
         ),
@@ -108,8 +109,8 @@ def _filter_results(quick: bool) -> list[BenchResult]:
     results = []
     for label, log_one in records.items():
         subject, baseline = _interleaved_rates(
-            lambda log_one=log_one: log_one(redacted),
-            lambda log_one=log_one: log_one(plain),
+            functools.partial(log_one, redacted),
+            functools.partial(log_one, plain),
             seconds,
         )
         extra_us = (1 / subject - 1 / baseline) * 1e6

@@ -86,7 +86,9 @@ class BareConsumerApp:
             "updated_at": row.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         return webob.Response(
-            body=json.dumps(document).encode(), content_type="application/json", charset=None
+            body=json.dumps(document).encode(),
+            content_type="application/json",
+            charset=None,  # type: ignore[arg-type]  # webob takes None (no charset); stubs say str
         )
 
 

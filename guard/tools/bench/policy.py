@@ -84,13 +84,12 @@ def _conf() -> cfg.ConfigOpts:
 def _enforcers(
     defaults: list[policy.RuleDefault], policy_file: Path
 ) -> tuple[policy.Enforcer, Enforcer]:
-    pair = []
-    for cls in (policy.Enforcer, Enforcer):
-        enforcer = cls(_conf(), policy_file=str(policy_file))
+    oslo = policy.Enforcer(_conf(), policy_file=str(policy_file))
+    guard = Enforcer(_conf(), policy_file=str(policy_file))
+    for enforcer in (oslo, guard):
         enforcer.register_defaults(defaults)
         enforcer.load_rules()
-        pair.append(enforcer)
-    return pair[0], pair[1]
+    return oslo, guard
 
 
 def _workload(

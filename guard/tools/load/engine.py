@@ -12,7 +12,7 @@ import time
 import urllib.parse
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
-from typing import IO
+from typing import IO, Any
 
 from guard.tools.load.history import (
     NO_RESPONSE,
@@ -186,7 +186,7 @@ class Recorder:
             return list(self.records)
 
 
-def _parse(status: int, body: bytes) -> tuple[str | None, list[dict[str, object]]]:
+def _parse(status: int, body: bytes) -> tuple[str | None, list[dict[str, Any]]]:
     """The error code, or the consumers, in a response body."""
     try:
         document = json.loads(body) if body else None
@@ -206,7 +206,7 @@ def _parse(status: int, body: bytes) -> tuple[str | None, list[dict[str, object]
     return None, [document] if "uuid" in document else []
 
 
-def _seen(consumers: list[dict[str, object]]) -> tuple[Seen, ...]:
+def _seen(consumers: list[dict[str, Any]]) -> tuple[Seen, ...]:
     return tuple(
         Seen(str(c.get("uuid")), str(c.get("project_id")), int(c.get("generation") or 0))
         for c in consumers

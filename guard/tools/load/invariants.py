@@ -142,9 +142,9 @@ def check_generations(records: Sequence[Record]) -> InvariantResult:
                     f"consumer {_short(record.uuid)}: update from generation "
                     f"{record.sent_generation} answered generation {answered}"
                 )
-    for consumer_uuid, seen in observations.items():
+    for consumer_uuid, observed in observations.items():
         result.checked += 1
-        written = [o.generation for o in seen if o.write]
+        written = [o.generation for o in observed if o.write]
         repeated = {g for g in written if written.count(g) > 1}
         if repeated:
             result.violations.append(
@@ -152,10 +152,10 @@ def check_generations(records: Sequence[Record]) -> InvariantResult:
                 "acknowledged to more than one write (a lost update)"
             )
         result.violations.extend(
-            f"consumer {_short(consumer_uuid)}: {problem}" for problem in _out_of_order(seen)
+            f"consumer {_short(consumer_uuid)}: {problem}" for problem in _out_of_order(observed)
         )
         gone = deletes.get(consumer_uuid)
-        if gone is not None and any(o.started > gone for o in seen):
+        if gone is not None and any(o.started > gone for o in observed):
             result.violations.append(
                 f"consumer {_short(consumer_uuid)}: seen again after its delete was acknowledged"
             )

@@ -39,7 +39,7 @@ def loopback_target(url: str) -> tuple[str, int]:
             infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
         except OSError as exc:
             raise LoadError(f"cannot resolve {host!r}") from exc
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addresses or not all(address.is_loopback for address in addresses):
         raise LoadError(f"refusing to load {host!r}: only loopback targets are allowed")
     return host, port
