@@ -1,9 +1,13 @@
-"""The consumer handlers: validate the request, ask the repository, render JSON.
+"""The consumer handlers: check the request's shape, ask the repository, render JSON.
 
-Each handler checks its input in the contract's order (uuid, query, content
-type, size, body) before the repository decides visibility (404), the
-action's rule (403) and the generation (409). The repository is the only
-door to the rows; handlers never touch the database or the policy engine.
+Each handler checks what HTTP carries in the contract's order (the path's
+uuid, the query's parameter names, content type, size, the body's keys);
+the values themselves (ids, types, limit, marker, generation) are validated
+in one place, the repository, before it decides visibility (404), the
+action's rule (403) and the generation (409). The path's uuid is checked
+here as well because the contract puts it before the body's 415 and 413.
+The repository is the only door to the rows; handlers never touch the
+database or the policy engine.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import webob
 from guard import exception, validation
 from guard.api.environ import authenticated_context
 from guard.api.jsonio import json_response, read_json_object
-from guard.api.query import parse_generation, parse_query
+from guard.api.query import decode_generation, parse_query
 from guard.repository import KEEP, ConsumerRepository
 
 LIST_PARAMS = frozenset({"project_id", "user_id", "consumer_type", "limit", "marker"})
@@ -26,7 +30,7 @@ BODY_KEYS = REQUIRED_BODY_KEYS | {"consumer_type"}
 
 
 class ConsumerBody:
-    """A validated ``PUT /consumers/{uuid}`` body."""
+    """A ``PUT /consumers/{uuid}`` body with the allowed keys (values unchecked here)."""
 
     def __init__(self, document: dict[str, Any]) -> None:
         unknown = set(document) - BODY_KEYS
@@ -37,18 +41,12 @@ class ConsumerBody:
         missing = REQUIRED_BODY_KEYS - set(document)
         if missing:
             raise exception.InvalidInput(f"The request body lacks: {', '.join(sorted(missing))}.")
-        generation = document["consumer_generation"]
-        self.generation = (
-            None if generation is None else validation.validate_generation(generation)
-        )
-        self.project_id = validation.validate_external_id(document["project_id"], "project_id")
-        self.user_id = validation.validate_external_id(document["user_id"], "user_id")
+        #: ``None`` to create; anything else is an update's expected generation.
+        self.generation: Any = document["consumer_generation"]
+        self.project_id: Any = document["project_id"]
+        self.user_id: Any = document["user_id"]
         #: ``KEEP`` when the key is absent: an update leaves the type as it is.
-        self.consumer_type: str | object | None = (
-            validation.validate_consumer_type(document["consumer_type"])
-            if "consumer_type" in document
-            else KEEP
-        )
+        self.consumer_type: Any = document.get("consumer_type", KEEP)
 
 
 class ConsumerHandlers:
@@ -61,18 +59,9 @@ class ConsumerHandlers:
         """``GET /consumers``: a page of the rows the caller may see (filtered in SQL)."""
         context = authenticated_context(req)
         params = parse_query(req, LIST_PARAMS)
-        filters: dict[str, Any] = {
-            "limit": validation.validate_limit(params.get("limit", validation.DEFAULT_LIMIT))
-        }
-        for field in ("project_id", "user_id"):
-            if field in params:
-                filters[field] = validation.validate_external_id(params[field], field)
-        if "consumer_type" in params:
-            filters["consumer_type"] = validation.validate_consumer_type(params["consumer_type"])
-        if "marker" in params:
-            filters["marker"] = validation.normalize_uuid(params["marker"], "marker")
-        # Forbidden when the list rule can allow no row for these credentials.
-        page = self.repository.list(context, **filters)
+        # InvalidInput for a bad value; Forbidden when the list rule can
+        # allow no row for these credentials.
+        page = self.repository.list(context, **params)
         return json_response(
             {
                 "consumers": [consumer.to_dict() for consumer in page.consumers],
@@ -118,7 +107,7 @@ class ConsumerHandlers:
         consumer_uuid = validation.normalize_uuid(uuid)
         params = parse_query(req, DELETE_PARAMS)
         generation = (
-            parse_generation(params["consumer_generation"])
+            decode_generation(params["consumer_generation"])
             if "consumer_generation" in params
             else None
         )

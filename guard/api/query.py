@@ -7,7 +7,6 @@ import re
 import webob
 
 from guard import exception
-from guard.validation import validate_generation
 
 _DECIMAL_RE = re.compile(r"[0-9]{1,20}")
 
@@ -32,8 +31,10 @@ def parse_query(req: webob.Request, allowed: frozenset[str]) -> dict[str, str]:
     return params
 
 
-def parse_generation(value: str, field: str = "consumer_generation") -> int:
-    """A generation from a query string: decimal digits, 0 to 2**63 - 1."""
-    if not _DECIMAL_RE.fullmatch(value):
-        return validate_generation(value, field)  # raises with the field's rule
-    return validate_generation(int(value), field)
+def decode_generation(value: str) -> int | str:
+    """A generation from a query string: its integer when it is decimal digits.
+
+    Anything else is returned as given, for the repository to reject with
+    the field's rule (values are validated in one place).
+    """
+    return int(value) if _DECIMAL_RE.fullmatch(value) else value

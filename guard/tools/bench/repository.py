@@ -28,9 +28,9 @@ from typing import Any
 import sqlalchemy
 from oslo_config import cfg
 
-from guard import repository
 from guard.context import RequestContext
 from guard.db import api, migration, models
+from guard.db.consumers import SELECT_CONSUMER
 from guard.policy import make_enforcer
 from guard.repository import LIST, ConsumerRepository
 from guard.tools.bench import BenchResult, paired_rates, rate
@@ -52,7 +52,7 @@ QUICK_SIZES = (10_000, 100_000)
 # row by the same query", and a hand-written twin could drift from it.
 _consumers = models.Consumer.__table__
 _projects = models.Project.__table__
-RAW_SELECT = repository._SELECT_CONSUMER
+RAW_SELECT = SELECT_CONSUMER
 
 
 def _enforcer() -> Any:
