@@ -13,13 +13,18 @@ carries to its output:
 - exception and stack text (the traceback is formatted here and redacted, so
   no formatter can render the raw exception again).
 
-Ids (uuids dashed or not, any case, and 32-hex keystone ids) become
-``<id:xxxxxxxx>``: a keyed HMAC-SHA256 of the normalized id, so one id can be
-followed across lines and hosts sharing ``[guard] fingerprint_key`` without
-being revealed. Request ids (``req-<uuid>``) stay readable. Values a request
-carried itself (registered with :func:`request_scope`) are scrubbed by value.
+Ids (uuids dashed or not, any case, 32-hex and 64-hex keystone ids, also
+inside longer hex runs, and any value of a ``project_id``/``user_id`` query
+parameter) become ``<id:xxxxxxxx>``: a keyed HMAC-SHA256 of the normalized id,
+so one id can be followed across lines and hosts sharing ``[guard]
+fingerprint_key`` without being revealed. Request ids (``req-<uuid>``) stay
+readable. Values a request carried itself (registered with
+:func:`request_scope`) are scrubbed by value. The patterns, and why they run
+in linear time, are :mod:`guard.logpatterns`; what is cached is bounded in
+bytes (only id-sized values), so no client can make a process grow.
 
-This module sits near the bottom of guard's layers: it imports nothing of guard.
+This module sits near the bottom of guard's layers: it imports nothing of
+guard but its patterns.
 """
 
 from __future__ import annotations
@@ -37,76 +42,19 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from guard import logpatterns as patterns
+
 LOG = logging.getLogger(__name__)
 
-MASK = "***"
+MASK = patterns.MASK
 
-# Keys whose values are secrets: oslo.utils' _SANITIZE_KEYS plus api keys,
-# credentials and the Authorization header, grouped by a lowercase stem that
-# every key of the group contains. Keys match as substrings of longer names,
-# so "auth_token" and "X-Auth-Token" are covered by "token".
-_SECRET_KEYS_BY_STEM = {
-    "pass": r"pass(?:word|wd|phrase)|admin_?pass|new_pass",
-    "pwd": r"pwd",
-    "pswd": r"pswd",
-    "secret": r"secret",
-    "token": r"token",
-    "credential": r"credential",
-    "key": r"api[_-]?key|private[_-]?key|encrypted_key|fernetkey|sslkey|octaviaheartbeatkey"
-    r"|cephmanilaclientkey|pacemakerremoteauthkey|designaterndckey|cephadminkey"
-    r"|heatauthencryptionkey|cephclientkey|cephrgwkey|migrationsshkey|cephmdskey|cephmonkey",
-    "authoriz": r"authorization",
-    "configdrive": r"configdrive",
-    "cookie": r"rabbitcookie",
-    "fsid": r"cephclusterfsid",
-    "suffix": r"swifthashsuffix",
-    "kek": r"barbicansimplecryptokek",
-}
-_SECRET_NAME_RE = re.compile("|".join(_SECRET_KEYS_BY_STEM.values()), re.IGNORECASE)
-# Cheap substring hints, checked on the lowercased text before the secret
-# patterns run: most log lines hold none of them.
-_URL_HINT, _CLI_HINT, _FERNET_HINT, _JWS_HINT = "://", "--", "gaaaa", "eyj"
-_HINTS = (*_SECRET_KEYS_BY_STEM, _URL_HINT, _CLI_HINT, _FERNET_HINT, _JWS_HINT)
-# Whether any hint is present, in one scan (cheaper than the "in" tests when
-# none is, which is most lines).
-_ANY_HINT = re.compile("|".join(re.escape(hint) for hint in _HINTS))
-
-# Repetitions that can backtrack are bounded ({0,64}, {1,256}): Python's re has
-# no timeout, and a log line can be long and hostile (a client-chosen header).
-_URL_ALTERNATIVE = r"(?P<url>://[^\s:/@]{0,256}:(?P<url_pw>[^\s/]{1,256})@)"
-# command lines: --os-token X, --os-password=X
-_CLI_ALTERNATIVE = (
-    r"(?P<cli>--[\w-]{0,64}?(?:{keys})[\w-]{0,64}(?:=|\s+)"
-    r"(?P<cli_val>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[^\s\"']+))"
-)
-# key=value, key: value, "key": "value", 'key', 'value', X-Auth-Token: v,
-# Authorization: Bearer v, and escaped JSON (\"key\": \"value\"). A value
-# after a quoted key is masked as a quoted string, so JSON stays JSON.
-_KV_ALTERNATIVE = (
-    r"(?P<kv>(?:{keys})[\w.-]{0,128}(?P<kq>\\?[\"'])?"
-    r"(?:\s*[:=]\s*|(?(kq)\s*,\s*|(?!)))"
-    r"(?:(?:bearer|basic|digest|negotiate|token)\s+)?"
-    r"(?P<kv_val>\\\"(?:(?!\\\").)*\\\"|\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
-    r"|(?(kq)[^\s,{}\[\])\\\"']+|[^\s\"',;&{\[]+)))"
-)
-_FERNET_ALTERNATIVE = r"(?P<fernet>gAAAA[\w-]{20,}={0,2})"
-_JWS_ALTERNATIVE = r"(?P<jws>eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*)"
-
-# Ids: uuids (not inside a request id "req-<uuid>") and 32-hex keystone ids,
-# bounded by non-hex characters. Explicit classes rather than IGNORECASE:
-# measurably faster in CPython's re.
-_ID_PATTERN = re.compile(
-    r"(?<![0-9a-fA-F])[0-9a-fA-F]{8}"  # the shared first 8 digits: one scan for both forms
-    r"(?:(?<![rR][eE][qQ]-[0-9a-fA-F]{8})(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
-    r"|[0-9a-fA-F]{24})(?![0-9a-fA-F])"
-)
-# A run of 8 hex digits, the least an id needs: the prefilter of _ID_PATTERN.
-_HEX_RUN = re.compile(r"[0-9a-fA-F]{8}")
-_UUID_SHAPE_RE = re.compile(
-    r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.IGNORECASE
-)
 _ASCII_ALNUM = frozenset(string.ascii_letters + string.digits)
-
+# Values up to this length are cached by the fingerprinter: ids are short, and
+# a cache keyed by anything longer would let clients fill memory.
+_CACHED_VALUE_LEN = 80
+_QUOTE_STARTS = frozenset("\"'\\b")
+# Texts longer than this look for their hints with substring tests.
+_LONG_TEXT = 512
 _KEY_OPTION = "[guard] fingerprint_key"
 _MARK = "_guard_redacted"
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", _MARK}
@@ -118,20 +66,24 @@ _TRACEBACK_FORMATTER = logging.Formatter()
 class Fingerprinter:
     """Turns an id into ``<id:xxxxxxxx>``, a keyed HMAC-SHA256 of its normal form.
 
-    Uuid-shaped values are lowercased and stripped of dashes first, so every
-    spelling of one id has one fingerprint.
+    Hex ids (uuids, keystone ids) are lowercased and stripped of dashes
+    first, so every spelling of one id has one fingerprint. Only id-sized
+    values are cached (a bounded number of short strings); a longer value
+    (a client's 150 KB path segment) is hashed each time and never kept.
     """
 
     def __init__(self, key: bytes) -> None:
         self._key = key
-        # Bounded cache: a request logs the same few ids over and over.
+        # A request logs the same few ids over and over.
         self._cached = functools.lru_cache(maxsize=4096)(self._compute)
 
     def __call__(self, value: str) -> str:
-        return self._cached(value)
+        if len(value) <= _CACHED_VALUE_LEN:
+            return self._cached(value)
+        return self._compute(value)
 
     def _compute(self, value: str) -> str:
-        if _UUID_SHAPE_RE.fullmatch(value):
+        if patterns.HEX_ID_RE.fullmatch(value):
             value = value.replace("-", "").lower()
         digest = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256)
         return f"<id:{digest.hexdigest()[:8]}>"
@@ -165,14 +117,20 @@ class _Scope:
         return text
 
 
-@functools.lru_cache(maxsize=256)
 def _is_secret_name(name: str) -> bool:
     """Whether values under ``name`` are secrets.
 
-    Cached: every request asks it about the same few names, and the 30-way
-    pattern costs microseconds a name.
+    Names up to id size are cached (every request asks about the same few, and
+    the 30-way pattern costs microseconds a name); longer ones are not kept.
     """
-    return _SECRET_NAME_RE.search(name) is not None
+    if len(name) <= _CACHED_VALUE_LEN:
+        return _is_short_secret_name(name)
+    return patterns.SECRET_NAME_RE.search(name) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _is_short_secret_name(name: str) -> bool:
+    return patterns.SECRET_NAME_RE.search(name) is not None
 
 
 _EMPTY_SCOPE = _Scope((), ())
@@ -244,50 +202,23 @@ def fingerprint(value: str) -> str:
 def _replace(match: re.Match[str]) -> str:
     """The masked text for one secret match; each alternative is a named group."""
     kind = match.lastgroup
-    if kind == "url":
-        return match.string[match.start() : match.start("url_pw")] + MASK + "@"
-    if kind == "cli":
-        value = match.group("cli_val")
-        return match.string[match.start() : match.start("cli_val")] + _masked_like(value, None)
+    text = match.string
     if kind == "kv":
         value = match.group("kv_val")
-        head = match.string[match.start() : match.start("kv_val")]
-        return head + _masked_like(value, match.group("kq"))
+        head = text[match.start() : match.start("kv_val")]
+        if value[0] not in _QUOTE_STARTS and match.group("kq") is None:
+            return head + MASK  # the common case, kept cheap: hostile lines repeat it
+        return head + patterns.masked_like(value, match.group("kq"))
+    if kind == "cli":
+        value = match.group("cli_val")
+        return text[match.start() : match.start("cli_val")] + patterns.masked_like(value, None)
+    if kind == "url":
+        return text[match.start() : match.start("url_pw")] + MASK + "@"
+    if kind == "qid":
+        return match.group("qid_key") + fingerprint(match.group("qid_val"))
+    if kind == "cookie":
+        return match.group("cookie_key") + MASK
     return MASK
-
-
-def _masked_like(value: str, key_quote: str | None) -> str:
-    """``***`` quoted as the value was (or as its key was), so JSON stays JSON."""
-    if value.startswith('\\"'):
-        return '\\"' + MASK + '\\"'
-    if value[0] in "\"'":
-        return value[0] + MASK + value[0]
-    if key_quote:
-        return key_quote + MASK + key_quote
-    return MASK
-
-
-@functools.lru_cache(maxsize=256)
-def _secret_pattern(hints: tuple[str, ...]) -> re.Pattern[str]:
-    """The combined secret pattern for the hints a text holds, compiled once.
-
-    Only the key groups whose stem is present take part: a 30-way keyword
-    alternation tried at every position costs ~30 microseconds a line, one
-    or two keywords about one.
-    """
-    keys = "|".join(_SECRET_KEYS_BY_STEM[hint] for hint in hints if hint in _SECRET_KEYS_BY_STEM)
-    alternatives = []
-    if _URL_HINT in hints:
-        alternatives.append(_URL_ALTERNATIVE)
-    if keys and _CLI_HINT in hints:
-        alternatives.append(_CLI_ALTERNATIVE.replace("{keys}", keys))
-    if keys:
-        alternatives.append(_KV_ALTERNATIVE.replace("{keys}", keys))
-    if _FERNET_HINT in hints:
-        alternatives.append(_FERNET_ALTERNATIVE)
-    if _JWS_HINT in hints:
-        alternatives.append(_JWS_ALTERNATIVE)
-    return re.compile("|".join(alternatives) or "(?!)", re.IGNORECASE | re.DOTALL)
 
 
 def redact(text: str) -> str:
@@ -303,16 +234,28 @@ def _redact(text: str, scope: _Scope) -> str:
     if scope is not _EMPTY_SCOPE:
         text = scope.scrub(text)
     lowered = text.lower()
-    if _ANY_HINT.search(lowered):
-        hints = tuple(hint for hint in _HINTS if hint in lowered)
-        text = _secret_pattern(hints).sub(_replace, text)
-    if _HEX_RUN.search(text):
-        text = _ID_PATTERN.sub(_replace_id, text)
+    if len(text) > _LONG_TEXT:  # substring tests are linear; the hint regex is not cheap here
+        hints = tuple(hint for hint in patterns.HINTS if hint in lowered)
+        if hints:
+            text = patterns.secret_pattern(hints).sub(_replace, text)
+    elif patterns.ANY_HINT.search(lowered):
+        hints = tuple(hint for hint in patterns.HINTS if hint in lowered)
+        text = patterns.secret_pattern(hints).sub(_replace, text)
+    if patterns.HEX_RUN.search(text):
+        text = patterns.ID_PATTERN.sub(_replace_id, text)
     return text
 
 
 def _replace_id(match: re.Match[str]) -> str:
-    return fingerprint(match.group())
+    value = match.group()
+    start = match.start()
+    if (
+        len(value) == 36
+        and match.string[start - 4 : start].lower() == "req-"
+        and patterns.REQUEST_ID_RE.fullmatch(value)
+    ):
+        return value  # a request id: not a secret, and what operators search for
+    return fingerprint(value)
 
 
 def _redact_value(value: Any, scope: _Scope, depth: int = 0) -> Any:

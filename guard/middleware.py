@@ -27,6 +27,7 @@ import functools
 import logging
 import re
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -66,6 +67,8 @@ _ROUTE_WORDS = frozenset({"", "consumers", "healthcheck"})
 _QUERY_NAMES = frozenset(
     {"project_id", "user_id", "consumer_type", "limit", "marker", "consumer_generation"}
 )
+# Query parameters whose values are ids, fingerprinted whatever they look like.
+_IDENTITY_PARAMS = frozenset({"project_id", "user_id"})
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
 _DIGITS_RE = re.compile(r"[0-9]{1,20}")
 
@@ -131,7 +134,10 @@ def loggable_target(path: str, query: str) -> str:
     """The path and query with every id, value and unknown word fingerprinted.
 
     Only route words, the API's parameter names and plain numbers (limits,
-    generations) stay readable.
+    generations) stay readable; a value of an identity-bearing parameter
+    (``project_id``, ``user_id``) is fingerprinted even when it is a number.
+    ``path`` and ``query`` may be raw (undecoded) WSGI strings: they are only
+    split and hashed, never decoded here.
     """
     logged = "/".join(
         segment if segment in _ROUTE_WORDS else guard_log.fingerprint(segment)
@@ -142,10 +148,30 @@ def loggable_target(path: str, query: str) -> str:
     pairs = []
     for pair in query.split("&"):
         name, _, value = pair.partition("=")
-        safe_value = value if _DIGITS_RE.fullmatch(value) else guard_log.fingerprint(value)
+        readable = name not in _IDENTITY_PARAMS and _DIGITS_RE.fullmatch(value)
+        safe_value = value if readable else guard_log.fingerprint(value)
         safe_name = name if name in _QUERY_NAMES else guard_log.fingerprint(name)
         pairs.append(f"{safe_name}={safe_value}")
     return f"{logged}?{'&'.join(pairs)}"
+
+
+def undecodable(environ: dict[str, Any]) -> bool:
+    """Whether the path or the query is not UTF-8 once percent-decoded.
+
+    WSGI hands both over as latin-1 strings of the raw bytes; webob decodes
+    them as UTF-8 on first use and raises UnicodeDecodeError from wherever
+    that is (routing, logging), outside any handler's error handling. So the
+    edge checks them once, first.
+    """
+    try:
+        for key in ("SCRIPT_NAME", "PATH_INFO"):
+            environ.get(key, "").encode("latin-1").decode("utf-8")
+        query = environ.get("QUERY_STRING", "")
+        if query and (not query.isascii() or "%" in query):
+            urllib.parse.unquote_to_bytes(query.encode("latin-1")).decode("utf-8")
+    except (UnicodeError, AttributeError):
+        return True
+    return False
 
 
 def _scrub_values(context: RequestContext) -> dict[str, str]:
@@ -173,14 +199,29 @@ class GuardMiddleware:
         ensure_request_ids(environ)
         request_id = environ[ENV_REQUEST_ID]
         req = webob.Request(environ)
-        response = self._respond(req, request_id)
+        try:
+            response = self._respond(req, request_id)
+        except Exception:  # anything on the way down or back up: the generic 500
+            LOG.exception(
+                "Unexpected error answering %s %s (%s)",
+                self._method(req),
+                loggable_target(environ.get("PATH_INFO", ""), ""),
+                request_id,
+            )
+            response = error_response(exception.Internal(), request_id)
         # Set here, in its canonical spelling, whether or not oslo's request_id
         # runs above (it then keeps this header and adds none).
         response.headers[REQUEST_ID_HEADER] = request_id
-        self._log_access(req, response, started, request_id)
+        try:
+            self._log_access(req, response, started, request_id)
+        except Exception:  # a log sink never fails a request
+            LOG.debug("The access log failed", exc_info=True)
         return response(environ, start_response)
 
     def _respond(self, req: webob.Request, request_id: str) -> webob.Response:
+        if undecodable(req.environ):
+            error = exception.InvalidInput("The request path or query is not valid UTF-8.")
+            return error_response(error, request_id)
         context, authenticated = context_from_environ(req.environ, self.enforcer)
         req.environ[ENV_CONTEXT] = context
         req.environ[ENV_AUTHENTICATED] = authenticated
@@ -189,6 +230,10 @@ class GuardMiddleware:
         with guard_log.request_scope(_scrub_values(context)):
             try:
                 response = req.get_response(self.application)
+                # Read the body here, so an error raised while the wrapped
+                # app's iterator runs is answered like any other (webob
+                # closes the iterator once it is read).
+                response.body  # noqa: B018
             except exception.GuardError as error:
                 return error_response(error, request_id)
             except webob.exc.HTTPException as error:
@@ -219,10 +264,11 @@ class GuardMiddleware:
         length = response.content_length
         if length is None:
             length = len(response.body)
+        environ = req.environ
         ACCESS_LOG.info(
             "%s %s %d %d bytes %d us %s",
             self._method(req),
-            loggable_target(req.path_info, req.query_string),
+            loggable_target(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")),
             response.status_code,
             length,
             (time.perf_counter() - started) * 1_000_000,

@@ -35,9 +35,27 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
+def is_json_utf8(content_type: str | None) -> bool:
+    """Whether a Content-Type header is ``application/json`` in UTF-8.
+
+    The media type and the charset are matched case-insensitively (RFC 9110);
+    a charset other than utf-8 is refused rather than decoded as UTF-8 anyway.
+    """
+    if not content_type:
+        return False
+    media_type, *params = content_type.split(";")
+    if media_type.strip().lower() != JSON:
+        return False
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            return False
+    return True
+
+
 def read_json_object(req: webob.Request) -> dict[str, Any]:
     """Return the request body as a JSON object, or raise the contract's error."""
-    if req.content_type != JSON:
+    if not is_json_utf8(req.environ.get("CONTENT_TYPE")):
         raise exception.UnsupportedMediaType()
     limit = req.environ.get(ENV_MAX_BODY_SIZE, DEFAULT_MAX_BODY_SIZE)
     too_large = exception.TooLarge(f"The request body is larger than {limit} bytes.")

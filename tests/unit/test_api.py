@@ -121,7 +121,31 @@ def test_reader_returns_an_object() -> None:
     assert read_json_object(put_request(b"{}", "application/json; charset=utf-8")) == {}
 
 
-@pytest.mark.parametrize("content_type", [None, "", "text/json", "application/json-patch+json"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "APPLICATION/JSON",
+        "Application/Json; Charset=UTF-8",
+        'application/json; charset="utf-8"',
+        " application/json ;charset=utf-8",
+    ],
+)
+def test_reader_matches_the_media_type_case_insensitively(content_type: str) -> None:
+    assert read_json_object(put_request(b'{"a": 1}', content_type)) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "",
+        "text/json",
+        "application/json-patch+json",
+        "application/json; charset=latin-1",
+        "application/json; charset=utf-16",
+        "APPLICATION/JSON; CHARSET=ISO-8859-1",
+    ],
+)
 def test_reader_wants_json_content_type(content_type: str | None) -> None:
     with pytest.raises(exception.UnsupportedMediaType):
         read_json_object(put_request(b"{}", content_type))

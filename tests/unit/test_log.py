@@ -177,9 +177,18 @@ def test_ids_become_fingerprints_and_request_ids_stay() -> None:
     assert len(FINGERPRINT_RE.findall(redacted)) == 4
 
 
-def test_longer_hex_runs_are_not_ids() -> None:
-    sha1 = "a" * 40
-    assert guard_log.redact(f"commit {sha1}") == f"commit {sha1}"
+def test_ids_inside_longer_hex_runs_and_64_hex_ids_are_fingerprinted() -> None:
+    value = uuid.uuid4()
+    mapping_id = uuid.uuid4().hex + uuid.uuid4().hex  # keystone's id-mapping ids: 64 hex
+    glued = f"a{value}"
+    text = f"id {mapping_id} glued {glued} run {value.hex}f0 upper {mapping_id.upper()}"
+    redacted = guard_log.redact(text)
+    for raw in (mapping_id, str(value), value.hex):
+        assert raw not in redacted.lower()
+    assert redacted.count(guard_log.fingerprint(mapping_id)) == 2
+    assert len(FINGERPRINT_RE.findall(redacted)) == 4
+    assert guard_log.redact(f"req-{value}") == f"req-{value}"
+    assert guard_log.redact(f"req-{value}0") == f"req-{guard_log.fingerprint(f'{value}0')}"
 
 
 @pytest.mark.parametrize(
@@ -194,7 +203,7 @@ def test_longer_hex_runs_are_not_ids() -> None:
 def test_hostile_lines_are_redacted_in_linear_time(hostile: str) -> None:
     # A quadratic pattern would take minutes here; the test then times out the suite.
     redacted = guard_log.redact(hostile)
-    assert redacted.endswith(("***", "token", "\\"))
+    assert redacted.endswith(("***", "token", "\\", '"***"'))
 
 
 def test_redaction_is_idempotent_and_leaves_plain_text_alone() -> None:
@@ -449,10 +458,12 @@ def test_oslo_log_output_is_redacted_context_and_error_summary_too(tmp_path: Pat
         handler.close()
 
 
-def test_stdlib_only_module() -> None:
-    """guard.log is near the bottom of the layers: it imports nothing of guard."""
-    source = sys.modules["guard.log"].__file__
+@pytest.mark.parametrize(("module", "allowed"), [("guard.log", 1), ("guard.logpatterns", 0)])
+def test_stdlib_only_module(module: str, allowed: int) -> None:
+    """guard.log is near the bottom of the layers: it imports nothing of guard but its patterns."""
+    source = sys.modules[module].__file__
     assert source is not None
     with open(source, encoding="utf-8") as handle:
         imports = [line for line in handle if line.startswith(("import ", "from "))]
-    assert not [line for line in imports if "guard" in line]
+    guard_imports = [line for line in imports if "guard" in line]
+    assert guard_imports == ["from guard import logpatterns as patterns\n"][:allowed]
