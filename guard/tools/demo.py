@@ -14,39 +14,17 @@ import shlex
 from dataclasses import dataclass, field
 
 from guard import exception
-from guard.api.environ import identity_headers
-from guard.context import Authorizer, RequestContext
+from guard.context import Authorizer
 from guard.repository import ConsumerRepository
+from guard.testing import Persona
 
-
-@dataclass(frozen=True)
-class Persona:
-    """A demo caller, as an authenticating proxy would describe it."""
-
-    label: str
-    user_id: str
-    project_id: str
-    roles: tuple[str, ...]
-
-    def headers(self) -> dict[str, str]:
-        """The ``trusted`` pipeline's identity headers for this persona."""
-        return identity_headers(self.user_id, self.project_id, self.roles)
-
-    def context(self, enforcer: Authorizer) -> RequestContext:
-        return RequestContext(
-            user_id=self.user_id,
-            project_id=self.project_id,
-            roles=list(self.roles),
-            is_admin_project=False,
-            enforcer=enforcer,
-        )
-
-
-ADMIN = Persona("admin", "demo-admin", "demo-ops", ("admin", "member", "reader"))
-ALICE = Persona("member of demo-project-a", "demo-alice", "demo-project-a", ("member", "reader"))
-BOB = Persona("member of demo-project-b", "demo-bob", "demo-project-b", ("member", "reader"))
+ADMIN = Persona("demo-admin", "demo-ops", ("admin", "member", "reader"), name="admin")
+ALICE = Persona(
+    "demo-alice", "demo-project-a", ("member", "reader"), name="member of demo-project-a"
+)
+BOB = Persona("demo-bob", "demo-project-b", ("member", "reader"), name="member of demo-project-b")
 STRANGER = Persona(
-    "stranger (member of demo-project-c)", "demo-eve", "demo-project-c", ("member", "reader")
+    "demo-eve", "demo-project-c", ("member", "reader"), name="stranger (member of demo-project-c)"
 )
 
 # (uuid, owner) of the seeded consumers: fixed, so the lines can name them.
@@ -151,6 +129,6 @@ def instructions(base_url: str) -> str:
         "",
     ]
     for call in calls():
-        lines.append(f"# {call.comment} ({call.persona.label}): expect {call.expect}")
+        lines.append(f"# {call.comment} ({call.persona.name}): expect {call.expect}")
         lines.append(call.curl(base_url))
     return "\n".join(lines)

@@ -19,16 +19,9 @@ import webtest
 
 from guard import conf as guard_conf
 from guard import deploy
+from guard.testing import Persona, deployment
 from tests.fixtures.pgcluster import free_port
-from tests.functional.test_api_support import (
-    CONSUMER_KEYS,
-    REQUEST_ID_RE,
-    Cast,
-    Persona,
-    body_for,
-    check_error,
-    deployment,
-)
+from tests.functional.support import CONSUMER_KEYS, REQUEST_ID_RE, Cast, body_for, check_error
 
 # Parametrized ids must be the same in every xdist worker.
 FIXED_UUID = "0c6a3e44-5b8e-4f1c-9d3a-2f6b7c8d9e01"
@@ -575,7 +568,7 @@ def test_list_is_403_when_the_rule_can_allow_no_row(client: Client, cast: Cast) 
     for persona in (
         cast.roleless_a,
         cast.system_admin,
-        Persona("u-x", cast.project_a, "observer"),
+        Persona("u-x", cast.project_a, ("observer",)),
     ):
         client.error(client("GET", "/consumers", persona), 403, "guard.forbidden")
 

@@ -21,11 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from guard import deploy
-from tests.functional.test_api_support import (
-    ERROR_KEYS,
-    REQUEST_ID_RE,
-    services_for,
-)
+from guard.testing import services_for
+from tests.functional.support import ERROR_KEYS, REQUEST_ID_RE
 
 SECRET_PROJECT = f"proj-secret-{uuid.uuid4().hex[:10]}"
 SECRET_USER = f"user-secret-{uuid.uuid4().hex[:10]}"

@@ -18,17 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from guard import deploy
-from tests.functional.test_api_support import (
-    CONSUMER_KEYS,
-    REQUEST_ID_RE,
-    Cast,
-    Persona,
-    body_for,
-    check_error,
-    deployment,
-    http,
-    served,
-)
+from guard.testing import Persona, deployment, http, served
+from tests.functional.support import CONSUMER_KEYS, REQUEST_ID_RE, Cast, body_for, check_error
 
 JSON = {"Content-Type": "application/json"}
 

@@ -23,8 +23,8 @@ from webtest.http import StopableWSGIServer
 
 from guard import deploy
 from guard.cmd import main as guard_main
+from guard.testing import deployment
 from guard.tools.load import engine, history, report, target
-from tests.functional.test_api_support import deployment
 
 
 @pytest.fixture

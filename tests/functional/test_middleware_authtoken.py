@@ -21,11 +21,7 @@ from paste.deploy import loadapp
 
 from guard import conf as guard_conf
 from guard import deploy
-from tests.functional.test_api_support import (
-    REQUEST_ID_RE,
-    check_error,
-    unique,
-)
+from tests.functional.support import REQUEST_ID_RE, check_error, unique
 
 PASTE_INI = Path(__file__).resolve().parents[2] / "etc" / "guard" / "api-paste.ini"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.test_api_support import http
+from guard.testing import http
 from tests.functional.test_serve import guard_serve, read_until_serving
 
 LIST = "guard:consumers:list"

@@ -29,6 +29,7 @@ import webtest
 
 from guard import conf as guard_conf
 from guard import deploy, wsgi
+from guard.testing import Persona
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.slow]
 
@@ -48,8 +49,7 @@ def free_port() -> int:
 
 
 def headers(project: str, roles: str) -> dict[str, str]:
-    return {"X-Identity-Status": "Confirmed", "X-User-Id": "probe-user",
-            "X-Project-Id": project, "X-Roles": roles}  # fmt: skip
+    return Persona("probe-user", project, tuple(roles.split(","))).headers()
 
 
 ADMIN = headers("probe-admin-project", "admin,member,reader")

@@ -25,9 +25,10 @@ from guard import conf as guard_conf
 from guard import deploy
 from guard.cmd import build_parser
 from guard.cmd import serve as serve_cmd
+from guard.testing import deployment, http
 from guard.tools import demo
 from tests.fixtures.pgcluster import free_port
-from tests.functional.test_api_support import REQUEST_ID_RE, deployment, http
+from tests.functional.support import REQUEST_ID_RE
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "etc" / "guard" / "guard.conf.sample"

@@ -28,14 +28,13 @@ import logging
 import os
 import sys
 import tempfile
-import threading
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
-import waitress
 import webob
 from sqlalchemy.engine import Engine
 
@@ -45,6 +44,7 @@ from guard import log as guard_log
 from guard.context import RequestContext
 from guard.db import api as db_api
 from guard.db import models
+from guard.testing import Persona, served
 from guard.tools.bench import BenchResult, paired_rates
 from guard.tools.bench.repository import RAW_SELECT
 
@@ -52,12 +52,7 @@ THREADS = 4
 ROUNDS = 10
 ROWS = 500
 PROJECT = "bench-project"
-HEADERS = {
-    "X-Identity-Status": "Confirmed",
-    "X-User-Id": "bench-user",
-    "X-Project-Id": PROJECT,
-    "X-Roles": "member,reader",
-}
+HEADERS = Persona("bench-user", PROJECT, ("member", "reader")).headers()
 
 
 class BareConsumerApp:
@@ -92,33 +87,8 @@ class BareConsumerApp:
         )
 
 
-@contextlib.contextmanager
-def _served(app: Any) -> Iterator[int]:
-    server = waitress.create_server(
-        app, host="127.0.0.1", port=0, threads=THREADS, asyncore_loop_timeout=0.05
-    )
-    stopping = threading.Event()
-
-    def run() -> None:
-        try:
-            server.run()
-        except OSError:
-            if not stopping.is_set():  # sockets closed under select() at shutdown
-                raise
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield server.effective_port
-    finally:
-        stopping.set()
-        server.task_dispatcher.shutdown()  # no task pulls the trigger after close()
-        server.close()
-        thread.join(timeout=5)
-
-
-def _client(port: int, path: str) -> tuple[Callable[[], None], HTTPConnection]:
-    connection = HTTPConnection("127.0.0.1", port, timeout=30)
+def _client(base_url: str, path: str) -> tuple[Callable[[], None], HTTPConnection]:
+    connection = HTTPConnection(urllib.parse.urlsplit(base_url).netloc, timeout=30)
 
     def get() -> None:
         connection.request("GET", path, headers=HEADERS)
@@ -136,9 +106,9 @@ def _measure(subject: Any, baseline: Any, path: str, seconds: float) -> tuple[fl
     Alternating the runs spreads a busy machine's noise over both apps
     instead of charging it to whichever ran second.
     """
-    with _served(subject) as subject_port, _served(baseline) as baseline_port:
-        get_subject, subject_connection = _client(subject_port, path)
-        get_baseline, baseline_connection = _client(baseline_port, path)
+    with served(subject, THREADS) as subject_url, served(baseline, THREADS) as baseline_url:
+        get_subject, subject_connection = _client(subject_url, path)
+        get_baseline, baseline_connection = _client(baseline_url, path)
         try:
             get_subject()  # warm up: connections, pools, caches
             get_baseline()

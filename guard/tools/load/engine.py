@@ -273,7 +273,7 @@ class Worker:
 
     def _target(self, *, shared: bool) -> tuple[str, _Known] | None:
         """A consumer to act on; sometimes, for a scoped persona, another project's."""
-        projects = self.persona.projects
+        projects = self.persona.home_projects
         if self.persona.scoped and self.rng.random() < self.run.config.snoop_rate:
             projects = tuple(p for p in self.run.project_ids if p != self.persona.project_id)
         return self.run.knowledge.pick(self.rng, projects, shared)
@@ -281,7 +281,7 @@ class Worker:
     def do_list(self) -> None:
         query = {"limit": str(self.rng.choice((10, 50, 200)))}
         if self.rng.random() < 0.5:
-            query["project_id"] = self.rng.choice(self.persona.projects)
+            query["project_id"] = self.rng.choice(self.persona.home_projects)
         self.send("list", "GET", f"/consumers?{urllib.parse.urlencode(query)}")
 
     def do_show(self) -> None:
@@ -294,7 +294,7 @@ class Worker:
         return None
 
     def do_create(self) -> None:
-        self.create(self.rng.choice(self.persona.projects), shared=False)
+        self.create(self.rng.choice(self.persona.home_projects), shared=False)
 
     def create(self, project_id: str, *, shared: bool) -> Record:
         consumer_uuid = str(uuidlib.uuid4())
@@ -374,7 +374,7 @@ class LoadRun:
         self.host, self.port = loopback_target(config.url)
         self.personas = tuple(personas or default_personas())
         self.project_ids = tuple(
-            dict.fromkeys(p for persona in self.personas for p in persona.projects)
+            dict.fromkeys(p for persona in self.personas for p in persona.home_projects)
         )
         self.outages = outages or OutageWindows()
         self.progress = progress
