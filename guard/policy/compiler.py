@@ -30,6 +30,8 @@ from typing import Any
 
 from oslo_policy import _checks
 
+from guard.policy.depth import MAX_DEPTH
+
 # A compiled check: (target, creds) -> the value oslo.policy's check returns.
 Evaluator = Callable[[Mapping[str, Any], MutableMapping[str, Any]], Any]
 
@@ -96,8 +98,20 @@ class _TreeCompiler:
         self._enforcer = enforcer
         self._current_rule = current_rule
         self.delegated = False
+        self._depth = 0
 
     def compile(self, check: Any, stack: tuple[int, ...]) -> Evaluator:
+        if self._depth >= MAX_DEPTH:
+            # Deeper than a loaded policy file may go (guard.policy.depth): only rules
+            # set through oslo's API get here, and oslo.policy's evaluation decides them.
+            return self._delegate(check)
+        self._depth += 1
+        try:
+            return self._compile_node(check, stack)
+        finally:
+            self._depth -= 1
+
+    def _compile_node(self, check: Any, stack: tuple[int, ...]) -> Evaluator:
         kind = type(check)
         if kind is _checks.TrueCheck:
             return _always_true
@@ -305,21 +319,23 @@ def _creds_path_equals(path: list[str], match: str) -> Evaluator:
     return equals_creds_path
 
 
-def branch_label(check: _checks.BaseCheck) -> str:
+def branch_label(check: _checks.BaseCheck, depth: int = 0) -> str:
     """A short, id-free label of a check, for the decision log and explain.
 
     ``rule:``/``role:`` references, ``@``, ``!`` and target templates are
     shown; a literal right side (which may be a project or user id) is
-    replaced by ``<value>``.
+    replaced by ``<value>``. Operands deeper than ``MAX_DEPTH`` are ``...``.
     """
     kind = type(check)
+    if depth >= MAX_DEPTH:
+        return "..."
     if kind in (_checks.TrueCheck, _checks.FalseCheck, _checks.RuleCheck, _checks.RoleCheck):
         return str(check)
     if kind is _checks.NotCheck:
-        return f"not {branch_label(check.rule)}"
+        return f"not {branch_label(check.rule, depth + 1)}"
     if kind in (_checks.AndCheck, _checks.OrCheck):
         joiner = " and " if kind is _checks.AndCheck else " or "
-        return "(" + joiner.join(branch_label(c) for c in check.rules) + ")"
+        return "(" + joiner.join(branch_label(c, depth + 1) for c in check.rules) + ")"
     if isinstance(check, _checks.Check):
         match = check.match if "%(" in check.match else "<value>"
         return f"{check.kind}:{match}"

@@ -32,7 +32,7 @@ from guard.policy.errors import PolicyFileError, Problem
 from guard.policy.explain import Explanation, explain
 from guard.policy.reload import DEFAULT_INTERVAL, PolicyFiles, PolicySource
 from guard.policy.snapshot import PolicySnapshot
-from guard.policy.validate import parse_policy_text, reference_problems
+from guard.policy.validate import parse_policy_text, rule_set_problems
 
 LOG = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class Enforcer(policy.Enforcer):
             LOG.warning("The policy file is gone; the default rules are in force.")
             base, file_rules, origins = {}, {}, {}
         base = self._with_defaults(base, file_rules)
-        problems += reference_problems(base, origins, self._known_names())
+        problems += rule_set_problems(base, origins, self._known_names())
         self.last_reload_warnings = [p for p in problems if p.severity == "warning"]
         for warning in self.last_reload_warnings:
             LOG.warning("Policy: %s", warning)

@@ -15,6 +15,7 @@ from typing import Any
 from oslo_policy import _checks
 
 from guard.policy.compiler import branch_label, lookup_rule, token_scope
+from guard.policy.depth import MAX_DEPTH
 from guard.policy.snapshot import PolicySnapshot
 
 
@@ -63,6 +64,7 @@ class _Explainer:
         self._rules = snapshot.rules
         self._enforcer = enforcer
         self._action = action
+        self._depth = 0
 
     def visit(
         self,
@@ -72,6 +74,24 @@ class _Explainer:
         stack: tuple[int, ...],
     ) -> ExplainNode:
         kind = type(check)
+        if self._depth >= MAX_DEPTH:
+            # Only rules set through oslo's API nest this deep (guard.policy.depth).
+            result = bool(_checks._check(check, target, creds, self._enforcer, self._action))
+            return ExplainNode(branch_label(check), result, "too deep to explain further")
+        self._depth += 1
+        try:
+            return self._visit_node(kind, check, target, creds, stack)
+        finally:
+            self._depth -= 1
+
+    def _visit_node(
+        self,
+        kind: type,
+        check: Any,
+        target: Mapping[str, Any],
+        creds: MutableMapping[str, Any],
+        stack: tuple[int, ...],
+    ) -> ExplainNode:
         if kind in (_checks.AndCheck, _checks.OrCheck):
             return self._boolean(check, target, creds, stack)
         if kind is _checks.NotCheck:

@@ -16,10 +16,21 @@ from dataclasses import dataclass, field
 import yaml
 from oslo_policy import _checks, _parser
 
+from guard.policy.depth import MAX_DEPTH, rule_depths, text_depth_bound, walk
 from guard.policy.errors import Problem
 
 _QUOTES = {('"', '"'), ("'", "'")}
 _OPERATORS = {"and", "or", "not"}
+# "%(project_id)" at the end of a check: oslo's tokenizer takes its ")" for a
+# closing parenthesis, so the real cause would show as unbalanced parentheses.
+_TEMPLATE_WITHOUT_CONVERSION = re.compile(r"%\(([^()]*)\)(?=$|[\s)])")
+_TEMPLATE = re.compile(r"%\(([^()]*)\)")
+_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+
+#: The keys guard puts in every decision's target (the consumer row).
+TARGET_KEYS = ("project_id", "user_id", "consumer_type", "uuid")
+#: The last word of the rules that guard write actions (a write allowed to all is warned about).
+WRITE_ACTIONS = ("create", "update", "delete")
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,13 @@ def check_string_problem(check_str: str) -> str | None:
     """
     if check_str == "":
         return None
+    if text_depth_bound(check_str) > MAX_DEPTH:
+        return f"its operators nest more than {MAX_DEPTH} levels deep (too deep to evaluate)"
+    unconverted = _TEMPLATE_WITHOUT_CONVERSION.search(check_str)
+    if unconverted:
+        key = unconverted.group(1)
+        shown = f"%({key})" if _KEY_NAME.fullmatch(key) else "a target template"
+        return f"{shown} lacks the 's' that ends a target template: write {shown}s"
     for raw in _parser._tokenize_re.split(check_str):
         token = raw.lstrip("(")
         clean = token.rstrip(")")
@@ -83,39 +101,99 @@ def _value_problem(value: object) -> str | None:
 
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_KEY_AT_LINE_START = re.compile(r"""^\s*(?:"([^"]+)"|'([^']+)'|([^\s"'#:][^:#]*?))\s*:""")
+# A valid rule is a string or a list of lists of strings: the root mapping,
+# two lists, a string. Deeper is refused before PyYAML's composer, which
+# recurses once per level, builds it.
+_MAX_YAML_DEPTH = 8
+# Quoted in PyYAML's messages and shown: one punctuation character, an escaped
+# control character, or a token kind such as <block end>.
+_YAML_TOKEN = re.compile(r"[^\w\s]|\\[a-z]|\\x[0-9a-f]{2}|<[a-z ]+>")
 
 
-def _rule_at(text: str, line: int | None) -> str | None:
-    """The rule name a YAML error's line (or the line above it) starts with."""
-    if not line:
-        return None
-    lines = text.splitlines()
-    for candidate in (line, line - 1):
-        if 0 < candidate <= len(lines):
-            found = _KEY_AT_LINE_START.match(lines[candidate - 1])
-            if found:
-                return next(group for group in found.groups() if group)
-    return None
+@dataclass(frozen=True)
+class _Outline:
+    """The file's top-level keys with their lines, read from PyYAML's event stream."""
+
+    keys: list[tuple[int, str]]
+    #: Whether a read stopped in the last key's entry (else: between two entries).
+    in_value: bool
+
+    def rule_at(self, line: int | None) -> str | None:
+        """The last key that starts at or before ``line``."""
+        found = [key for key_line, key in self.keys if line is None or key_line <= line]
+        return found[-1] if found else None
 
 
-def _yaml_problem(source: str, text: str, exc: yaml.YAMLError) -> Problem:
+def _outline(text: str) -> tuple[_Outline, yaml.YAMLError | None, int | None]:
+    """Read the top-level keys without building the document (PyYAML's parser is iterative).
+
+    Returns the outline, the YAML error that stopped the read (if any) and
+    the line of a value nested deeper than any rule (if any).
+    """
+    keys: list[tuple[int, str]] = []
+    depth = 0
+    entries = 0  # nodes completed in the root collection: a key at each even count
+    last_line = 0  # where the last event read ends
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            last_line = event.end_mark.line + 1
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > _MAX_YAML_DEPTH:
+                    return _Outline(keys, entries % 2 == 1), None, event.start_mark.line + 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+                entries += depth == 1
+            elif isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)) and depth == 1:
+                if entries % 2 == 0 and isinstance(event, yaml.ScalarEvent):
+                    keys.append((event.start_mark.line + 1, event.value))
+                entries += 1
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        on_last_line = mark is not None and mark.line + 1 <= last_line
+        return _Outline(keys, entries % 2 == 1 or on_last_line), exc, None
+    return _Outline(keys, False), None, None
+
+
+def _quoted_yaml_text(found: re.Match[str]) -> str:
+    """What a YAML message quotes: kept when it is punctuation or a token kind, else hidden."""
+    return found.group(0) if _YAML_TOKEN.fullmatch(found.group(0)[1:-1]) else "'...'"
+
+
+def _yaml_problem(source: str, outline: _Outline, exc: yaml.YAMLError, read: bool) -> Problem:
+    """A YAML error, named by the rule it lies in (by its key, never the line's text).
+
+    ``read`` says the error stopped the outline's read: it lies in the last
+    key's value, or between two entries (then the rule before is named in
+    the message, no rule is blamed).
+    """
     mark = getattr(exc, "problem_mark", None)
     line = mark.line + 1 if mark is not None else None
     reason = getattr(exc, "problem", None) or "the file is not valid YAML"
     # The parser quotes what it found (a tag, an alias, a character): that is the
     # file's text, which a problem never carries.
-    reason = _QUOTED.sub("'...'", reason)
-    return Problem(source, line, _rule_at(text, line), f"YAML error: {reason}")
+    reason = _QUOTED.sub(_quoted_yaml_text, reason)
+    if not read or outline.in_value:
+        return Problem(source, line, outline.rule_at(line), f"YAML error: {reason}")
+    before = outline.rule_at(line)
+    after = f" after rule {before!r}" if before is not None else ""
+    return Problem(source, line, None, f"YAML error{after}: {reason}")
 
 
 def parse_policy_text(text: str, source: str) -> FileRules:
     """Parse one policy file's ``text``; ``source`` names it in problems."""
+    outline, error, too_deep = _outline(text)
+    if error is not None:
+        return FileRules(source, problems=[_yaml_problem(source, outline, error, read=True)])
+    if too_deep is not None:
+        rule = outline.rule_at(too_deep)
+        message = "the value nests deeper than any rule can (a rule is a string)"
+        return FileRules(source, problems=[Problem(source, too_deep, rule, message)])
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        return FileRules(source, problems=[_yaml_problem(source, text, exc)])
+        return FileRules(source, problems=[_yaml_problem(source, outline, exc, read=False)])
     if data is None:
         return FileRules(source)
     if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
@@ -145,15 +223,129 @@ def parse_policy_text(text: str, source: str) -> FileRules:
     return rules
 
 
-def referenced_rules(check: _checks.BaseCheck) -> Iterator[str]:
+def referenced_rules(check: _checks.BaseCheck) -> set[str]:
     """Names of the rules that ``check`` refers to with ``rule:<name>``."""
-    if isinstance(check, _checks.RuleCheck):
-        yield check.match
-    for child in getattr(check, "rules", ()):
-        yield from referenced_rules(child)
-    inner = getattr(check, "rule", None)
-    if isinstance(inner, _checks.BaseCheck):
-        yield from referenced_rules(inner)
+    return {node.match for node, _ in walk(check) if isinstance(node, _checks.RuleCheck)}
+
+
+def _cyclic(graph: Mapping[str, set[str]]) -> set[str]:
+    """The names on a cycle of ``graph``: Tarjan's strongly connected components, iterative."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cyclic: set[str] = set()
+
+    def visit(name: str) -> tuple[str, Iterator[str]]:
+        index[name] = low[name] = len(index)
+        stack.append(name)
+        on_stack.add(name)
+        return name, iter(sorted(graph[name] & graph.keys()))
+
+    for root in graph:
+        if root in index:
+            continue
+        work = [visit(root)]
+        while work:
+            name, successors = work[-1]
+            for successor in successors:
+                if successor not in index:
+                    work.append(visit(successor))
+                    break
+                if successor in on_stack:
+                    low[name] = min(low[name], index[successor])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[name])
+                if low[name] == index[name]:
+                    component = {name}
+                    while (member := stack.pop()) != name:
+                        component.add(member)
+                    on_stack.difference_update(component)
+                    if len(component) > 1 or name in graph[name]:
+                        cyclic |= component
+    return cyclic
+
+
+def _depth_problems(
+    rules: Mapping[str, _checks.BaseCheck],
+    graph: Mapping[str, set[str]],
+    origins: Mapping[str, tuple[str, int | None]],
+) -> list[Problem]:
+    """Operator rules whose decisions nest deeper than guard evaluates.
+
+    Only the outermost such rules are named (those no other too-deep rule
+    refers to): a chain of 5,000 references is one problem, not 5,000.
+    """
+    depths = rule_depths(rules)
+    too_deep = {name for name in origins if depths.get(name, 0) > MAX_DEPTH}
+    inner = set().union(*(graph[name] for name in too_deep)) if too_deep else set()
+    named = (too_deep - inner) or too_deep
+    return [
+        Problem(
+            *origins[name],
+            name,
+            f"its rule: references and operators nest {depths[name]} levels deep; "
+            f"guard evaluates at most {MAX_DEPTH}",
+        )
+        for name in sorted(named)
+    ]
+
+
+def _allows_everyone(
+    check: _checks.BaseCheck, rules: Mapping[str, _checks.BaseCheck], memo: dict[str, bool]
+) -> bool:
+    """Whether ``check`` allows any caller on any target (``""``, ``@``, through references).
+
+    Recursive: called only on rule sets whose depth was checked.
+    """
+    kind = type(check)
+    if kind is _checks.TrueCheck:
+        return True
+    if kind in (_checks.OrCheck, _checks.AndCheck):
+        combine = any if kind is _checks.OrCheck else all
+        return combine(_allows_everyone(child, rules, memo) for child in check.rules)
+    if kind is _checks.RuleCheck and check.match in rules:
+        name = check.match
+        if name not in memo:
+            memo[name] = False  # a cycle allows nothing
+            memo[name] = _allows_everyone(rules[name], rules, memo)
+        return memo[name]
+    return False
+
+
+def _write_warnings(
+    rules: Mapping[str, _checks.BaseCheck],
+    graph: Mapping[str, set[str]],
+    origins: Mapping[str, tuple[str, int | None]],
+) -> list[Problem]:
+    """A write rule that allows everyone, at the operator's rule that makes it so."""
+    memo: dict[str, bool] = {}
+    problems = []
+    writes = [name for name in rules if name.rsplit(":", 1)[-1] in WRITE_ACTIONS]
+    for write in sorted(writes):
+        if not _allows_everyone(rules[write], rules, memo):
+            continue
+        culprits = (
+            [write]
+            if write in origins
+            else sorted(
+                name for name in _reaches(graph, write) if name in origins and memo.get(name)
+            )
+        )
+        for culprit in culprits[:1]:
+            what = "a write rule that" if culprit == write else f"rule {write!r}, through it,"
+            problems.append(
+                Problem(
+                    *origins[culprit],
+                    culprit,
+                    f'{what} allows everyone ("" and "@" allow any caller on any consumer)',
+                    "warning",
+                )
+            )
+    return problems
 
 
 def _reaches(graph: Mapping[str, set[str]], start: str) -> set[str]:
@@ -167,29 +359,62 @@ def _reaches(graph: Mapping[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-def reference_problems(
+def _target_key_warnings(
+    rules: Mapping[str, _checks.BaseCheck], origins: Mapping[str, tuple[str, int | None]]
+) -> list[Problem]:
+    """Operator checks that format a target key guard never supplies (always false)."""
+    problems = []
+    for name, origin in sorted(origins.items()):
+        keys: set[str] = set()
+        for node, _ in walk(rules[name]):
+            if isinstance(node, _checks.Check) and isinstance(node.match, str):
+                keys.update(_TEMPLATE.findall(node.match))
+        for key in sorted(keys - set(TARGET_KEYS)):
+            shown = f"%({key})s" if _KEY_NAME.fullmatch(key) else "a target key"
+            problems.append(
+                Problem(
+                    *origin,
+                    name,
+                    f"{shown} is never in guard's targets (they hold "
+                    f"{', '.join(TARGET_KEYS)}): that check is always false",
+                    "warning",
+                )
+            )
+    return problems
+
+
+def rule_set_problems(
     rules: Mapping[str, _checks.BaseCheck],
     origins: Mapping[str, tuple[str, int | None]],
     known_names: Iterable[str],
 ) -> list[Problem]:
-    """Undefined references and cycles among ``rules``, for rules in ``origins``.
+    """What is wrong with ``rules`` as a whole, for the rules in ``origins``.
 
-    ``origins`` maps the names that came from policy files to their file and
-    line; rules registered in code are not the operator's to fix. Rule names
-    neither in ``known_names`` nor referred to by another rule are warned
-    about (likely a typo), not refused.
+    Errors: references to undefined rules, cycles of references, decisions
+    nested deeper than :data:`~guard.policy.depth.MAX_DEPTH`. Warnings: write
+    rules that allow everyone, target keys guard never supplies, and rule
+    names neither in ``known_names`` nor referred to by another rule (likely
+    a typo). ``origins`` maps the names that came from policy files to their
+    file and line; rules registered in code are not the operator's to fix.
+    Nothing here recurses into a rule set before its depth is known good.
     """
-    graph = {name: set(referenced_rules(check)) for name, check in rules.items()}
+    graph = {name: referenced_rules(check) for name, check in rules.items()}
     referenced = set().union(*graph.values()) if graph else set()
     known = set(known_names)
+    cyclic = _cyclic(graph)
     problems = []
     for name, (source, line) in sorted(origins.items()):
         for missing in sorted(graph.get(name, set()) - set(rules)):
             problems.append(Problem(source, line, name, f"refers to undefined rule {missing!r}"))
-        if name in _reaches(graph, name):
+        if name in cyclic:
             problems.append(Problem(source, line, name, "is part of a cycle of rule references"))
         if name not in known and name not in referenced:
             problems.append(
                 Problem(source, line, name, "is not a rule guard knows or uses", "warning")
             )
+    too_deep = _depth_problems(rules, graph, origins)
+    problems += too_deep
+    if not too_deep:
+        problems += _write_warnings(rules, graph, origins)
+    problems += _target_key_warnings(rules, origins)
     return problems
