@@ -23,7 +23,6 @@ from typing import Any
 
 from keystonemiddleware import auth_token
 from oslo_config import cfg
-from oslo_middleware import request_id
 from sqlalchemy.engine import Engine, make_url
 
 from guard import audit, policy
@@ -31,7 +30,7 @@ from guard import conf as guard_conf
 from guard.api.app import make_app
 from guard.db import api as db_api
 from guard.db import migration
-from guard.middleware import GuardMiddleware, SizeLimit, WSGIApp, shared_enforcer
+from guard.middleware import GuardMiddleware, RequestId, SizeLimit, WSGIApp, shared_enforcer
 from guard.repository import ConsumerRepository
 
 #: Where ``guard serve`` keeps its SQLite file when no database is configured.
@@ -143,7 +142,7 @@ def build_pipeline(services: Services, pipeline: str) -> WSGIApp:
                 "service's credentials (auth_type, auth_url, ...) in the configuration file"
             )
     app = SizeLimit(app, services.conf)
-    return request_id.RequestId(app, services.conf)
+    return RequestId(app, services.conf)
 
 
 @functools.cache

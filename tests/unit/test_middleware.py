@@ -184,6 +184,25 @@ def test_invalid_global_request_id_is_ignored(
     assert recorder.context.global_request_id is None
 
 
+@pytest.mark.parametrize("inbound", [f"req-{FIXED_UUID}", f"req-{FIXED_UUID}\n", "req-x", ""])
+def test_request_id_filter_as_oslos(recorder: Recorder, inbound: str) -> None:
+    """guard's plain-WSGI request_id gives the ids and header oslo.middleware's does."""
+    app = webtest.TestApp(middleware.RequestId(recorder, guard_conf.load()))
+    response = app.get("/", headers={"X-Openstack-Request-Id": inbound} if inbound else {})
+    own = recorder.environs[-1]["openstack.request_id"]
+    assert REQUEST_ID_RE.match(own) and own != inbound
+    assert response.headers.getall("X-Openstack-Request-Id") == [own]
+    expected_global = inbound if REQUEST_ID_RE.fullmatch(inbound) and "\n" not in inbound else None
+    assert recorder.environs[-1].get("openstack.global_request_id") == expected_global
+
+
+def test_request_id_filter_keeps_the_header_set_below(recorder: Recorder) -> None:
+    below = webob.Response(json_body={}, headers={"X-OpenStack-Request-ID": "req-below"})
+    recorder.fault = below
+    response = webtest.TestApp(middleware.RequestId(recorder, guard_conf.load())).get("/")
+    assert response.headers.getall("X-Openstack-Request-Id") == ["req-below"]
+
+
 @pytest.mark.parametrize(
     ("fault", "status", "code"),
     [
