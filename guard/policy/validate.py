@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 from oslo_policy import _checks, _parser
@@ -124,6 +125,11 @@ class _Outline:
         return found[-1] if found else None
 
 
+def _line(mark: Any) -> int | None:
+    """The 1-based line of a PyYAML mark, if there is one."""
+    return mark.line + 1 if mark is not None else None
+
+
 def _outline(text: str) -> tuple[_Outline, yaml.YAMLError | None, int | None]:
     """Read the top-level keys without building the document (PyYAML's parser is iterative).
 
@@ -136,17 +142,17 @@ def _outline(text: str) -> tuple[_Outline, yaml.YAMLError | None, int | None]:
     last_line = 0  # where the last event read ends
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            last_line = event.end_mark.line + 1
+            last_line = _line(event.end_mark) or last_line
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > _MAX_YAML_DEPTH:
-                    return _Outline(keys, entries % 2 == 1), None, event.start_mark.line + 1
+                    return _Outline(keys, entries % 2 == 1), None, _line(event.start_mark)
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
                 entries += depth == 1
             elif isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)) and depth == 1:
                 if entries % 2 == 0 and isinstance(event, yaml.ScalarEvent):
-                    keys.append((event.start_mark.line + 1, event.value))
+                    keys.append((_line(event.start_mark) or 0, event.value))
                 entries += 1
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -304,10 +310,10 @@ def _allows_everyone(
     kind = type(check)
     if kind is _checks.TrueCheck:
         return True
-    if kind in (_checks.OrCheck, _checks.AndCheck):
+    if isinstance(check, (_checks.OrCheck, _checks.AndCheck)):
         combine = any if kind is _checks.OrCheck else all
         return combine(_allows_everyone(child, rules, memo) for child in check.rules)
-    if kind is _checks.RuleCheck and check.match in rules:
+    if isinstance(check, _checks.RuleCheck) and check.match in rules:
         name = check.match
         if name not in memo:
             memo[name] = False  # a cycle allows nothing
