@@ -13,6 +13,7 @@ from guard.policies import list_rules
 from guard.policy.enforcer import Enforcer
 from guard.policy.errors import PolicyFileError, Problem
 from guard.policy.explain import Explanation
+from guard.policy.reload import Clock
 from guard.policy.snapshot import PolicySnapshot
 
 __all__ = [
@@ -38,14 +39,19 @@ def _set_guard_defaults(conf: cfg.ConfigOpts) -> None:
         conf.set_default("enforce_scope", True, group="oslo_policy")
 
 
-def make_enforcer(conf: cfg.ConfigOpts, policy_file: str | None = None) -> Enforcer:
+def make_enforcer(
+    conf: cfg.ConfigOpts, policy_file: str | None = None, clock: Clock | None = None
+) -> Enforcer:
     """An enforcer with guard's defaults registered and the policy files loaded now.
 
     Raises :class:`PolicyFileError` (naming rule and line) when the policy
     files are invalid: a service must not start on rules its operator did not
-    mean.
+    mean. The enforcer uses guard's fail-closed file handling
+    (:meth:`Enforcer.fail_closed`); ``Enforcer`` on its own behaves as
+    oslo.policy's. ``clock`` is for tests.
     """
     enforcer = Enforcer(conf, policy_file=policy_file)
+    enforcer.fail_closed(clock)
     _set_guard_defaults(conf)
     enforcer.register_defaults(list_rules())
     enforcer.load_rules()

@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from oslo_config import cfg
@@ -30,54 +30,12 @@ from oslo_policy import _checks, policy
 from guard.policy.compiler import token_scope
 from guard.policy.errors import PolicyFileError, Problem
 from guard.policy.explain import Explanation, explain
-from guard.policy.reload import DEFAULT_INTERVAL, PolicyFiles, PolicySource
+from guard.policy.reload import DEFAULT_INTERVAL, Clock, PolicyFiles, PolicySource
 from guard.policy.snapshot import PolicySnapshot
+from guard.policy.tracked import TrackedRules
 from guard.policy.validate import parse_policy_text, rule_set_problems
 
 LOG = logging.getLogger(__name__)
-
-
-class _TrackedRules(policy.Rules):
-    """oslo's ``Rules`` that tells its enforcer when it is changed in place."""
-
-    def __init__(self, rules: Mapping[str, Any], default_rule: Any, on_change: Callable) -> None:
-        object.__setattr__(self, "_on_change", on_change)
-        super().__init__(dict(rules), default_rule)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        self._on_change()
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
-        self._on_change()
-
-    def __delitem__(self, key: str) -> None:
-        super().__delitem__(key)
-        self._on_change()
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        super().update(*args, **kwargs)
-        self._on_change()
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        value = super().setdefault(key, default)
-        self._on_change()
-        return value
-
-    def pop(self, *args: Any) -> Any:
-        value = super().pop(*args)
-        self._on_change()
-        return value
-
-    def popitem(self) -> tuple[str, Any]:
-        item = super().popitem()
-        self._on_change()
-        return item
-
-    def clear(self) -> None:
-        super().clear()
-        self._on_change()
 
 
 def _source_name(path: str) -> str:
@@ -86,9 +44,18 @@ def _source_name(path: str) -> str:
 
 
 class Enforcer(policy.Enforcer):
-    """oslo.policy's Enforcer with compiled rules and safe hot reload."""
+    """oslo.policy's Enforcer with compiled rules; guard's fail-closed reload on demand.
 
-    #: Seconds between two checks of the policy files (at most one ``stat`` each).
+    Under oslo.policy's API it loads files as oslo.policy does (its
+    ``load_rules()``, ``policy_dirs``, ``overwrite``, ``check_rules()`` and
+    warnings), checking the files at most once per :attr:`reload_interval`
+    per request. :meth:`fail_closed` (``make_enforcer`` calls it for guard's
+    service) switches to guard's own file handling instead: whole-file
+    validation, a refused file keeps the last good rules, a missing or empty
+    file is never applied, and a saved change waits until the file is quiet.
+    """
+
+    #: Seconds between two checks of the policy files made on behalf of a request.
     reload_interval: float = DEFAULT_INTERVAL
 
     def __init__(
@@ -110,17 +77,30 @@ class Enforcer(policy.Enforcer):
         )
         #: ``None`` or an object with ``record(**decision)`` (``guard.audit.DecisionLog``).
         self.decision_log: Any = None
-        #: The problems of the last refused policy revision, or ``None``.
+        #: Why the policy files are not in force (refused, missing, empty), or ``None``.
         self.last_reload_error: str | None = None
         #: Warnings (not errors) about the policy files last read.
         self.last_reload_warnings: list[Problem] = []
-        self._source = self._new_source()
-        self._files_applied = False
+        self._next_check = 0.0
+        self._clock = Clock()
+        #: guard's own file handling (see :meth:`fail_closed`), or ``None``.
+        self._source: PolicySource | None = None
+        self._applied_digest: str | None = None
+        self._main_applied = False
 
-    def _new_source(self) -> PolicySource:
-        return PolicySource(
-            self._locate_policy_file, self._locate_policy_dirs, self.reload_interval
+    def fail_closed(self, clock: Clock | None = None) -> None:
+        """Use guard's file handling from now on (``make_enforcer`` does, for the service).
+
+        The next load validates the files whole and raises
+        :class:`PolicyFileError` when they are invalid and no good revision
+        was loaded before; afterwards a bad, missing or empty file keeps the
+        last good rules and is reported in :attr:`last_reload_error`.
+        """
+        self._clock = clock or Clock()
+        self._source = PolicySource(
+            self._locate_policy_file, self._locate_policy_dirs, self.reload_interval, self._clock
         )
+        self._snapshot = None
 
     # -- oslo.policy state, tracked so that any change recompiles -------------------------
 
@@ -130,8 +110,8 @@ class Enforcer(policy.Enforcer):
 
     @rules.setter
     def rules(self, value: Mapping[str, _checks.BaseCheck]) -> None:
-        if not isinstance(value, _TrackedRules):
-            value = _TrackedRules(value, getattr(value, "default_rule", None), self._mark_dirty)
+        if not isinstance(value, TrackedRules):
+            value = TrackedRules(value, getattr(value, "default_rule", None), self._mark_dirty)
         self._rules = value
         self._dirty = True
 
@@ -154,8 +134,10 @@ class Enforcer(policy.Enforcer):
     def clear(self) -> None:
         with self._lock:
             super().clear()
-            self._source = self._new_source()
-            self._files_applied = False
+            if self._source is not None:
+                self.fail_closed(self._clock)
+            self._applied_digest = None
+            self._main_applied = False
             self.last_reload_error = None
 
     # -- revisions ------------------------------------------------------------------------
@@ -168,36 +150,59 @@ class Enforcer(policy.Enforcer):
     def snapshot(self) -> PolicySnapshot:
         """The rules in force, after a (rate-limited) check of the policy files."""
         snap = self._snapshot
-        if snap is not None and not self._dirty and not (self.use_conf and self._source.due()):
+        if (
+            snap is not None
+            and not self._dirty
+            and (not self.use_conf or self._clock.monotonic() < self._next_check)
+        ):
             return snap
-        return self._refresh(force=False)
+        return self._refresh(snap)
 
-    def load_rules(self, force_reload: bool = False) -> None:
-        """Load or reload the policy files (oslo.policy's entry point for it).
-
-        Raises :class:`PolicyFileError` when the files are invalid and no good
-        revision was loaded before; later, invalid files are refused and
-        recorded in :attr:`last_reload_error`.
-        """
-        if force_reload:
-            self.use_conf = True
-        self._refresh(force=force_reload)
-
-    def _refresh(self, force: bool) -> PolicySnapshot:
-        first = self._snapshot is None
-        if not self._lock.acquire(blocking=force or first):
-            # Another thread is reloading: serve the rules in force meanwhile.
-            return self._snapshot  # type: ignore[return-value]
+    def _refresh(self, snap: PolicySnapshot | None) -> PolicySnapshot:
+        if not self._lock.acquire(blocking=snap is None):
+            return snap  # type: ignore[return-value]  # another thread is reloading
         try:
-            files = self._source.poll(force=force or first) if self.use_conf else None
-            if files is not None:
-                self.policy_path = files.main[0] if files.main else None
-                self._informed_no_policy_file = files.main is None
-            if files is not None or self._dirty or self._snapshot is None:
-                self._apply(files)
+            if self.use_conf and (
+                self._snapshot is None or self._clock.monotonic() >= self._next_check
+            ):
+                self._next_check = self._clock.monotonic() + self.reload_interval
+                if self._source is None:
+                    super().load_rules()
+                else:
+                    self._poll(force=self._snapshot is None)
+            if self._dirty or self._snapshot is None:
+                self._install()
             return self._snapshot  # type: ignore[return-value]
         finally:
             self._lock.release()
+
+    def load_rules(self, force_reload: bool = False) -> None:
+        """Load or reload the policy files now (oslo.policy's entry point for it).
+
+        oslo.policy's own loading, or after :meth:`fail_closed` guard's:
+        validated, without waiting for the file to settle.
+        """
+        with self._lock:
+            if self._source is None:
+                super().load_rules(force_reload)
+            else:
+                if force_reload:
+                    self.use_conf = True
+                if self.use_conf:
+                    self._poll(force=True)
+            if self._dirty or self._snapshot is None:
+                self._install()
+
+    def _install(self) -> None:
+        if self._source is not None:
+            # guard's loading: defaults registered in code after the load apply too.
+            self._with_defaults(self.rules, self.file_rules)
+        self._snapshot = PolicySnapshot.build(
+            self.rules, self.rules.default_rule, self.registered_rules, self
+        )
+        self._dirty = False
+
+    # -- guard's own file handling (after fail_closed()) ----------------------------------
 
     def _locate_policy_file(self) -> str | None:
         # An absolute path is not checked here: the poll's one stat tells.
@@ -212,41 +217,53 @@ class Enforcer(policy.Enforcer):
             return path
         return self.conf.find_file(path)
 
-    def _apply(self, files: PolicyFiles | None) -> None:
-        """Build the next revision from ``files`` (or the current rules) and swap it in."""
-        if files is None or not (files.present or self._files_applied):
-            # No file change (or never any file): oslo.policy fills the registered
-            # defaults into the rules in force, whatever code put there.
-            self._with_defaults(self.rules, self.file_rules)
-            self._install(self.rules)
+    def _poll(self, force: bool) -> None:
+        files = self._source.poll(force=force)  # type: ignore[union-attr]
+        first = self._snapshot is None
+        if files is None:
             return
-        problems: list[Problem] = []
-        if files.present:
-            base, file_rules, origins, problems = self._read_files(files)
-            if not self.overwrite:
-                base = {**self.rules, **base}
-        else:
-            LOG.warning("The policy file is gone; the default rules are in force.")
-            base, file_rules, origins = {}, {}, {}
+        missing = files.main_missing or (
+            self.policy_path is not None and files.main is None and self._main_applied
+        )
+        if not first and (files.empty or (missing and self._main_applied)):
+            what = "is missing" if missing else f"is empty ({', '.join(files.empty)})"
+            name = _source_name(self.policy_path or "policy file")
+            self._hold(f"{name}: the policy file {what}; the last good rules stay in force")
+            return
+        if files.digest == self._applied_digest:
+            self.last_reload_error = None  # back as it was (renamed away and back)
+            return
+        self._apply(files)
+
+    def _apply(self, files: PolicyFiles) -> None:
+        """Build the next revision from ``files``, validated whole, and swap it in."""
+        base, file_rules, origins, problems = self._read_files(files)
+        if not self.overwrite:
+            base = {**self.rules, **base}
         base = self._with_defaults(base, file_rules)
         problems += rule_set_problems(base, origins, self._known_names())
         self.last_reload_warnings = [p for p in problems if p.severity == "warning"]
         for warning in self.last_reload_warnings:
             LOG.warning("Policy: %s", warning)
         if any(p.severity == "error" for p in problems):
-            self._refuse(PolicyFileError(problems))
+            error = PolicyFileError(problems)
+            if self._snapshot is None:
+                raise error
+            self._hold(f"reload refused: {error}")
             return
+        self.policy_path = files.main[0] if files.main else None
+        self._informed_no_policy_file = files.main is None
         self.file_rules = file_rules
-        self._files_applied = files.present
+        self._applied_digest = files.digest
+        self._main_applied = files.main is not None
         self.rules = policy.Rules(base, self.default_rule)
-        self._install(self.rules)
         self.last_reload_error = None
 
-    def _install(self, rules: policy.Rules) -> None:
-        self._snapshot = PolicySnapshot.build(
-            rules, rules.default_rule, self.registered_rules, self
-        )
-        self._dirty = False
+    def _hold(self, reason: str) -> None:
+        """Keep the rules in force and say why, once per poll that finds a change."""
+        self.last_reload_error = reason
+        revision = self._snapshot.revision if self._snapshot else None
+        LOG.error("Policy revision %s stays in force: %s", revision, reason)
 
     def _read_files(
         self, files: PolicyFiles
@@ -306,20 +323,6 @@ class Enforcer(policy.Enforcer):
             d.deprecated_rule.name for d in self.registered_rules.values() if d.deprecated_rule
         )
         return names
-
-    def _refuse(self, error: PolicyFileError) -> None:
-        if self._snapshot is None:
-            raise error
-        self.last_reload_error = str(error)
-        if self._dirty:
-            # Changes made in code (a newly registered default) still apply.
-            self._with_defaults(self.rules, self.file_rules)
-            self._install(self.rules)
-        LOG.error(
-            "Policy reload refused; revision %s stays in force: %s",
-            self._snapshot.revision,
-            error,
-        )
 
     def explain(
         self, action: str, target: Mapping[str, Any], creds: _checks.CredsT

@@ -1,12 +1,21 @@
-"""Notice edits of the policy file and ``policy.d`` files, cheaply and surely.
+"""Notice edits of the policy file and ``policy.d`` files, surely and never half-way.
 
-oslo.policy stats the policy file on every ``enforce()`` and trusts a newer
-mtime alone, so two saves within one timestamp tick can go unseen. A
-:class:`PolicySource` stats at most once per ``interval`` (so a request pays
-for a clock read, not a ``stat``), compares the whole ``stat`` signature
-(mtime, ctime, size, inode), and re-reads and hashes the contents while a file
-is younger than :data:`SETTLE_SECONDS`, when a same-tick edit could hide
-behind an unchanged signature.
+This is guard's own per-request reload check (``make_enforcer`` turns it on);
+an enforcer used through oslo.policy's API reloads as oslo.policy does.
+
+oslo.policy stats the policy file on every ``enforce()``, trusts a newer
+mtime alone and reads whatever is there, even a file an editor has just
+truncated. A :class:`PolicySource`:
+
+- stats at most once per ``interval`` (a request pays for a clock read, not
+  a ``stat``) and compares the whole ``stat`` signature (mtime, ctime, size,
+  inode), so two saves within one timestamp tick are both seen;
+- reports a change only once the files have stopped changing for
+  :data:`QUIET_SECONDS` (the same signature seen that long, or files whose
+  times are older than that plus a coarse-clock margin), and re-stats after
+  reading, so a half-written file is never reported;
+- leaves the decision about a missing or empty file to the enforcer: it
+  reports what it found, including that the main file is missing.
 """
 
 from __future__ import annotations
@@ -15,12 +24,23 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-# A file modified less than this long ago is re-hashed at every poll.
-SETTLE_SECONDS = 2.0
-# Default seconds between two polls; DESIGN.md allows one second.
+# Files are reported once they have not changed for this long (DESIGN.md: 1 s).
+QUIET_SECONDS = 1.0
+# Extra age asked of a file's own timestamps, for file systems with coarse clocks.
+COARSE_MARGIN = 1.0
+# Default seconds between two polls: a change is applied within
+# interval + QUIET_SECONDS + interval of the last write (2 s; DESIGN.md allows 3).
 DEFAULT_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The clocks a :class:`PolicySource` reads; injected by unit tests."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,10 @@ class PolicyFiles:
     directory_files: tuple[tuple[str, str], ...]
     unreadable: tuple[tuple[str, str], ...]
     digest: str
+    #: The main policy file's name (base name), when one was located but is gone.
+    main_missing: str | None = None
+    #: Base names of the files that are empty (0 bytes).
+    empty: tuple[str, ...] = field(default=())
 
     @property
     def present(self) -> bool:
@@ -38,14 +62,15 @@ class PolicyFiles:
         return bool(self.main or self.directory_files or self.unreadable)
 
 
-_Signature = tuple[tuple[str, int, int, int, int], ...]
+_Entry = tuple[str, int, int, int, int] | tuple[str, None, None, None, None]
+_Signature = tuple[_Entry, ...]
 
 
-def _stat_signature(path: str) -> tuple[str, int, int, int, int] | None:
+def _stat_entry(path: str) -> _Entry:
     try:
-        st = os.stat(path)
+        st = os.stat(path)  # follows links: a dangling link is a missing file
     except OSError:
-        return None
+        return (path, None, None, None, None)
     return (path, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
@@ -60,36 +85,67 @@ def _directory_entries(path: str) -> list[str]:
 
 
 class PolicySource:
-    """Polls the policy file and directories; reports new contents once."""
+    """Polls the policy file and directories; reports settled new contents once."""
 
     def __init__(
         self,
         locate_file: Callable[[], str | None],
         locate_dirs: Callable[[], list[str]],
         interval: float = DEFAULT_INTERVAL,
+        clock: Clock | None = None,
     ) -> None:
         self._locate_file = locate_file
         self._locate_dirs = locate_dirs
         self.interval = interval
+        self.clock = clock or Clock()
         self._next_poll = 0.0
-        self._signature: _Signature | None = None
-        self._digest: str | None = None
+        # The signature last reported (or found unchanged), and the one
+        # being watched until it has been quiet long enough.
+        self._reported: _Signature | None = None
+        self._pending: _Signature | None = None
+        self._pending_since = 0.0
 
     def due(self) -> bool:
         """Whether the next poll may run (a clock read, no system call)."""
-        return time.monotonic() >= self._next_poll
+        return self.clock.monotonic() >= self._next_poll
 
     def poll(self, force: bool = False) -> PolicyFiles | None:
-        """New file contents since the last poll, or ``None`` when unchanged.
+        """Settled new file contents since the last report, or ``None``.
 
-        ``force`` polls even before the interval is over and reports the
-        contents even when they did not change. Not thread-safe: the
-        enforcer serializes polls under its reload lock.
+        ``force`` (an explicit ``load_rules()``) reads now, settled or not,
+        and reports the contents even when they did not change. Not
+        thread-safe: the enforcer serializes polls under its reload lock.
         """
-        if not force and not self.due():
+        now = self.clock.monotonic()
+        if not force and now < self._next_poll:
             return None
-        self._next_poll = time.monotonic() + self.interval
-        return self._poll(force)
+        self._next_poll = now + self.interval
+        main, directory_files = self._paths()
+        signature = self._signature(main, directory_files)
+        if not force:
+            if signature == self._reported:
+                self._pending = None
+                return None
+            if signature != self._pending:
+                self._pending, self._pending_since = signature, now
+            if not self._settled(signature, now):
+                return None
+        files = self._read(main, directory_files)
+        if self._signature(main, directory_files) != signature:
+            self._pending, self._pending_since = None, now  # written while we read
+            return None
+        self._reported, self._pending = signature, None
+        return files
+
+    def _settled(self, signature: _Signature, now: float) -> bool:
+        """Quiet for :data:`QUIET_SECONDS`, by our own watch or the files' own times."""
+        if now - self._pending_since >= QUIET_SECONDS:
+            return True
+        oldest_allowed = (self.clock.wall() - QUIET_SECONDS - COARSE_MARGIN) * 1e9
+        return all(
+            entry[1] is None or max(entry[1], entry[2]) <= oldest_allowed  # type: ignore[type-var]
+            for entry in signature
+        )
 
     def _paths(self) -> tuple[str | None, list[str]]:
         main = self._locate_file()
@@ -98,38 +154,33 @@ class PolicySource:
             files.extend(_directory_entries(directory))
         return main, files
 
-    def _poll(self, force: bool) -> PolicyFiles | None:
-        main, directory_files = self._paths()
-        paths = ([main] if main else []) + directory_files
-        signature = tuple(s for s in map(_stat_signature, paths) if s is not None)
-        now_ns = time.time_ns()
-        settling = any(now_ns - s[1] < SETTLE_SECONDS * 1e9 for s in signature)
-        if not force and signature == self._signature and not settling:
-            return None
-        files = self._read(main, directory_files)
-        self._signature = signature
-        if not force and files.digest == self._digest:
-            return None
-        self._digest = files.digest
-        return files
+    @staticmethod
+    def _signature(main: str | None, directory_files: list[str]) -> _Signature:
+        return tuple(_stat_entry(path) for path in ([main] if main else []) + directory_files)
 
     @staticmethod
     def _read(main: str | None, directory_files: list[str]) -> PolicyFiles:
         digest = hashlib.sha256()
         contents: list[tuple[str, str]] = []
         unreadable: list[tuple[str, str]] = []
+        empty: list[str] = []
+        main_missing = None
         for path in ([main] if main else []) + directory_files:
             try:
                 with open(path, encoding="utf-8") as handle:
                     text = handle.read()
             except (OSError, UnicodeDecodeError) as exc:
+                if isinstance(exc, FileNotFoundError):
+                    if path == main:
+                        main_missing = os.path.basename(path)
+                        digest.update(f"missing:{path}\0".encode())
+                    continue  # a policy.d file removed: its rules are gone
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                if isinstance(exc, FileNotFoundError) and path == main:
-                    main = None  # deleted between the stat and the read
-                    continue
                 unreadable.append((path, reason or "cannot be read"))
                 digest.update(f"unreadable:{path}\0".encode())
                 continue
+            if not text:
+                empty.append(os.path.basename(path))
             contents.append((path, text))
             digest.update(f"{path}\0{len(text)}\0".encode())
             digest.update(text.encode("utf-8"))
@@ -139,4 +190,6 @@ class PolicySource:
             directory_files=tuple(contents[1:] if main_entry else contents),
             unreadable=tuple(unreadable),
             digest=digest.hexdigest(),
+            main_missing=main_missing,
+            empty=tuple(empty),
         )
