@@ -81,5 +81,7 @@ def test_oslo_policy_suite_passes_with_guards_enforcer(tmp_path):
     stale = documented - failed
     assert not stale, f"{COMPAT.name} lists differences that no longer fail: {stale}"
     assert len(documented) <= 6
-    print(f"oslo.policy suite with guard's Enforcer: {len(passed)} passed, {len(failed)} failed "
-          f"({len(stock_failed)} fail stock too, {len(documented)} documented)")
+    print(
+        f"oslo.policy suite with guard's Enforcer: {len(passed)} passed, {len(failed)} failed "
+        f"({len(stock_failed)} fail stock too, {len(documented)} documented)"
+    )
