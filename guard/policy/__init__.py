@@ -15,6 +15,7 @@ from guard.policy.errors import PolicyFileError, Problem
 from guard.policy.explain import Explanation
 from guard.policy.reload import Clock
 from guard.policy.snapshot import PolicySnapshot
+from guard.policy.tools import ToolEnforcer
 
 __all__ = [
     "Enforcer",
@@ -62,9 +63,10 @@ def get_enforcer() -> Enforcer:
     """The ``oslo.policy.enforcer`` entry point: an enforcer on ``cfg.CONF``.
 
     The oslo.policy tools parse their command line (``--config-file``) into
-    ``cfg.CONF`` before they call this; they load the rules themselves.
+    ``cfg.CONF`` before they call this; they load the rules themselves, as
+    oslo.policy does (:class:`guard.policy.tools.ToolEnforcer`).
     """
-    enforcer = Enforcer(cfg.CONF)
+    enforcer = ToolEnforcer(cfg.CONF)
     _set_guard_defaults(cfg.CONF)
     enforcer.register_defaults(list_rules())
     return enforcer

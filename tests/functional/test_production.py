@@ -199,7 +199,7 @@ def test_four_workers_ride_out_a_database_restart_and_a_bad_policy_save(
 
         # (b) An invalid policy file is refused whole; the last good one stays in force.
         deployment.policy_file.write_text(INVALID_POLICY)
-        time.sleep(1.5)
+        time.sleep(3.0)  # applied once quiet for 1 s, within 3 s (DESIGN.md)
         status, health = deployment.health()
         assert status == 200
         assert "guard:consumers:delete" in health["policy"]["last_reload_error"]
@@ -207,9 +207,9 @@ def test_four_workers_ride_out_a_database_restart_and_a_bad_policy_save(
         assert health["policy"]["revision"] == initial["policy"]["revision"]
         assert [probe_delete(deployment) for _ in range(6)] == [(204, None)] * 6
 
-        # A valid file is in force a second later, in whichever worker answers.
+        # A valid file is in force within 3 s, in whichever worker answers.
         deployment.policy_file.write_text(ADMIN_ONLY_DELETE)
-        time.sleep(1.5)
+        time.sleep(3.0)
         status, health = deployment.health()
         assert health["policy"]["last_reload_error"] is None
         assert health["policy"]["revision"] != initial["policy"]["revision"]
