@@ -15,7 +15,9 @@ from oslo_policy import policy
 class TrackedRules(policy.Rules):
     """oslo's ``Rules`` that tells its enforcer when it is changed in place."""
 
-    def __init__(self, rules: Mapping[str, Any], default_rule: Any, on_change: Callable) -> None:
+    _on_change: Callable[[], None]
+
+    def __init__(self, rules: Mapping[str, Any], default_rule: Any, on_change: Callable[[], None]) -> None:
         object.__setattr__(self, "_on_change", on_change)
         super().__init__(dict(rules), default_rule)
 
