@@ -143,8 +143,7 @@ class PolicySource:
             return True
         oldest_allowed = (self.clock.wall() - QUIET_SECONDS - COARSE_MARGIN) * 1e9
         return all(
-            entry[1] is None or max(entry[1], entry[2]) <= oldest_allowed
-            for entry in signature
+            entry[1] is None or max(entry[1], entry[2]) <= oldest_allowed for entry in signature
         )
 
     def _paths(self) -> tuple[str | None, list[str]]:

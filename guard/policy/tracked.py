@@ -17,7 +17,9 @@ class TrackedRules(policy.Rules):
 
     _on_change: Callable[[], None]
 
-    def __init__(self, rules: Mapping[str, Any], default_rule: Any, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, rules: Mapping[str, Any], default_rule: Any, on_change: Callable[[], None]
+    ) -> None:
         object.__setattr__(self, "_on_change", on_change)
         super().__init__(dict(rules), default_rule)
 
