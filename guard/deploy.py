@@ -46,14 +46,14 @@ def database_url(conf: cfg.ConfigOpts) -> str:
 
 
 def pool_options(conf: cfg.ConfigOpts, url: str) -> dict[str, Any]:
-    """The ``[database]`` pool sizing for ``url``'s engine: PostgreSQL only.
+    """The ``[database]`` pool sizing for ``url``'s engine: database servers only.
 
-    A PostgreSQL pool bounds the connections one worker process opens
+    A PostgreSQL (or MySQL) pool bounds the connections one worker process opens
     (``max_pool_size + max_overflow``), which the operator multiplies by the
     workers to stay below the server's ``max_connections``. SQLite has no
     server to exhaust and keeps SQLAlchemy's own pool for a file.
     """
-    if make_url(url).get_backend_name() != "postgresql":
+    if make_url(url).get_backend_name() not in {"postgresql", *db_api.MYSQL_BACKENDS}:
         return {}
     return {
         "pool_size": conf.database.max_pool_size,

@@ -1,9 +1,16 @@
 """Fixtures shared by the whole suite.
 
-``postgresql_cluster`` starts one throwaway PostgreSQL server per test
-process (per xdist worker); ``postgresql_url`` gives each test a fresh empty
-database on it. In CI (``CI=true``) a missing PostgreSQL fails the test
-instead of skipping it.
+One throwaway server of each kind per test process (per xdist worker):
+``postgresql_cluster`` and ``mariadb_server``, each started on first use and
+stopped at the end. ``postgresql_url``, ``mariadb_url`` and ``sqlite_url``
+give a test a fresh, empty database of that kind.
+
+The suites that must hold on every database take ``database_url`` (one
+fresh database per test) or ``module_database_url`` (one per module and
+backend); both run once per entry of :data:`BACKENDS`. A test that needs
+several databases of one kind takes ``backend`` and calls
+:func:`new_database`. In CI (``CI=true``) a missing server fails the test;
+elsewhere it skips it.
 """
 
 from __future__ import annotations
@@ -14,10 +21,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.mariadb import MariaDBServer, MariaDBUnavailable
 from tests.fixtures.pgcluster import PostgresCluster, PostgresUnavailable
 
 # Every test runs under the log leak detector (autouse fixture `log_leaks`).
 pytest_plugins = ["tests.fixtures.logleak"]
+
+#: The databases guard supports, each tested against a real server.
+BACKENDS = ("sqlite", "postgresql", "mariadb")
+
+
+def _missing(what: str, error: Exception) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI: {error}")
+    pytest.skip(str(error))
 
 
 @pytest.fixture(scope="session")
@@ -25,13 +42,35 @@ def postgresql_cluster() -> Iterator[PostgresCluster]:
     try:
         cluster = PostgresCluster()
     except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(str(exc))
+        _missing("PostgreSQL", exc)
     try:
         yield cluster
     finally:
         cluster.close()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    try:
+        server = MariaDBServer()
+    except MariaDBUnavailable as exc:
+        _missing("MariaDB", exc)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def new_database(request: pytest.FixtureRequest, backend: str) -> str:
+    """The URL of a new, empty database of ``backend`` (a name of :data:`BACKENDS`)."""
+    if backend == "sqlite":
+        directory = request.getfixturevalue("tmp_path_factory").mktemp("sqlite")
+        return f"sqlite:///{directory / 'guard.sqlite'}"
+    if backend == "postgresql":
+        return request.getfixturevalue("postgresql_cluster").create_database()
+    if backend == "mariadb":
+        return request.getfixturevalue("mariadb_server").create_database()
+    raise ValueError(f"unknown backend {backend!r}")
 
 
 @pytest.fixture
@@ -41,14 +80,36 @@ def postgresql_url(postgresql_cluster: PostgresCluster) -> str:
 
 
 @pytest.fixture
+def mariadb_url(mariadb_server: MariaDBServer) -> str:
+    """A fresh, empty MariaDB database for one test."""
+    return mariadb_server.create_database()
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite file for one test."""
     return f"sqlite:///{tmp_path / 'guard.sqlite'}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """Each test that takes this runs once on SQLite and once on PostgreSQL."""
-    if request.param == "sqlite":
-        return request.getfixturevalue("sqlite_url")
-    return request.getfixturevalue("postgresql_url")
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test that takes this runs once per backend."""
+    return request.param
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, backend: str) -> str:
+    """A fresh, empty database; each test that takes this runs once per backend."""
+    return new_database(request, backend)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_backend(request: pytest.FixtureRequest) -> str:
+    """Once per backend, for a module's shared database."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def module_database_url(request: pytest.FixtureRequest, module_backend: str) -> str:
+    """A fresh, empty database shared by one module's tests, once per backend."""
+    return new_database(request, module_backend)

@@ -1,8 +1,8 @@
 """Engine factory and the one way guard runs a database transaction.
 
-SQLite (a file) is the embedded default and PostgreSQL (psycopg 3) the
-multi-worker choice; the same queries run on both. What differs is set up
-here, once per engine:
+SQLite (a file) is the embedded default; PostgreSQL (psycopg 3) and
+MySQL/MariaDB (PyMySQL) the multi-worker choices; the same queries run on
+all three. What differs is set up here, once per engine:
 
 * SQLite: WAL journal (readers never block the writer), foreign keys on, a
   busy timeout, and write transactions opened with ``BEGIN IMMEDIATE``
@@ -16,6 +16,11 @@ here, once per engine:
   not a failed request), a statement timeout and a lock timeout so that a
   stuck query ends as ``Unavailable`` instead of holding a worker forever.
   The pool's size is the caller's (``guard.deploy`` passes ``[database]``).
+* MySQL/MariaDB: the same pre-ping and timeouts (``max_statement_time``,
+  ``innodb_lock_wait_timeout``), utf8mb4, strict SQL mode, and READ
+  COMMITTED as on PostgreSQL: InnoDB's default REPEATABLE READ would keep a
+  transaction's first snapshot, so a get-or-create that lost an insert race
+  could never read the winner's row.
 
 :func:`run_in_transaction` runs one unit of work in one transaction and
 retries the whole of it, a bounded number of times, when the database
@@ -52,6 +57,13 @@ SQLITE_CACHE_KIB = 32 * 1024
 POSTGRESQL_STATEMENT_TIMEOUT_MS = 30_000
 POSTGRESQL_LOCK_TIMEOUT_MS = 10_000
 POSTGRESQL_CONNECT_TIMEOUT_S = 10
+#: MySQL/MariaDB statement and lock timeouts (seconds: the servers' unit),
+#: connect timeout, and the age after which a pooled connection is replaced
+#: (before the server's ``wait_timeout`` closes it under us).
+MYSQL_STATEMENT_TIMEOUT_S = 30
+MYSQL_LOCK_TIMEOUT_S = 10
+MYSQL_CONNECT_TIMEOUT_S = 10
+MYSQL_POOL_RECYCLE_S = 3600
 #: Attempts of one transaction when the database reports lock contention,
 #: and the time after which no new attempt starts (each may wait for a lock).
 MAX_ATTEMPTS = 6
@@ -61,13 +73,20 @@ _BACKOFF_BASE_S = 0.01
 # PostgreSQL SQLSTATEs that mean "the transaction lost a race; run it again":
 # serialization_failure, deadlock_detected, lock_not_available.
 _PG_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+# MySQL/MariaDB error numbers of the same meaning: ER_LOCK_WAIT_TIMEOUT,
+# ER_LOCK_DEADLOCK, and ER_CHECKREAD ("record has changed since last read").
+_MYSQL_RETRYABLE_ERRNOS = frozenset({1205, 1213, 1020})
+#: The names the MySQL family goes by in SQLAlchemy URLs and dialects.
+MYSQL_BACKENDS = frozenset({"mysql", "mariadb"})
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``url`` (``sqlite:///file`` or ``postgresql[+psycopg]://``).
+    """Create an engine for ``url``: ``sqlite:///file``, ``postgresql[+psycopg]://``
+    or ``mysql[+pymysql]://`` (``mariadb[+pymysql]://``).
 
-    A bare ``postgresql://`` URL is given the psycopg 3 driver. Extra keyword
-    arguments go to :func:`sqlalchemy.create_engine` (pool sizes, echo).
+    A bare ``postgresql://`` URL is given the psycopg 3 driver, a bare
+    ``mysql://`` or ``mariadb://`` PyMySQL. Extra keyword arguments go to
+    :func:`sqlalchemy.create_engine` (pool sizes, echo).
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -77,7 +96,11 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         return _create_postgresql_engine(parsed, **kwargs)
-    raise ValueError(f"unsupported database backend {backend!r}: use sqlite or postgresql")
+    if backend in MYSQL_BACKENDS:
+        if parsed.drivername == backend:
+            parsed = parsed.set(drivername=f"{backend}+pymysql")
+        return _create_mysql_engine(parsed, **kwargs)
+    raise ValueError(f"unsupported database backend {backend!r}: use sqlite, postgresql or mysql")
 
 
 def _create_sqlite_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
@@ -152,6 +175,46 @@ def _create_postgresql_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
     return sqlalchemy.create_engine(url, connect_args=connect_args, **kwargs)
 
 
+def _create_mysql_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
+    if "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    connect_args = {"connect_timeout": MYSQL_CONNECT_TIMEOUT_S}
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_recycle", MYSQL_POOL_RECYCLE_S)
+    kwargs.setdefault("isolation_level", "READ COMMITTED")
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # MariaDB bounds any statement (seconds); MySQL only SELECTs (ms).
+        mariadb = "mariadb" in dbapi_connection.get_server_info().lower()
+        statement_timeout = (
+            f"max_statement_time={MYSQL_STATEMENT_TIMEOUT_S}"
+            if mariadb
+            else f"max_execution_time={MYSQL_STATEMENT_TIMEOUT_S * 1000}"
+        )
+        cursor = dbapi_connection.cursor()
+        try:
+            # Strict: a too-long value is an error, never silently truncated.
+            cursor.execute(
+                "SET SESSION sql_mode='TRADITIONAL,NO_AUTO_VALUE_ON_ZERO', "
+                f"innodb_lock_wait_timeout={MYSQL_LOCK_TIMEOUT_S}, "
+                f"lock_wait_timeout={MYSQL_LOCK_TIMEOUT_S}, {statement_timeout}"
+            )
+        finally:
+            cursor.close()
+
+    return engine
+
+
+def mysql_errno(error: BaseException | None) -> int | None:
+    """The server's error number of a PyMySQL error (``None`` for other drivers)."""
+    if error is None or not type(error).__module__.startswith("pymysql"):
+        return None
+    args = getattr(error, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
 def is_retryable(error: sqlalchemy.exc.DBAPIError) -> bool:
     """Whether ``error`` means the transaction lost a race and may simply run again.
 
@@ -161,6 +224,8 @@ def is_retryable(error: sqlalchemy.exc.DBAPIError) -> bool:
     """
     sqlstate = getattr(error.orig, "sqlstate", None)
     if sqlstate in _PG_RETRYABLE_SQLSTATES:
+        return True
+    if mysql_errno(error.orig) in _MYSQL_RETRYABLE_ERRNOS:
         return True
     # sqlite3 (Python 3.11+) names the primary result code: SQLITE_BUSY is
     # "database is locked" (another connection writes), SQLITE_LOCKED a
@@ -246,9 +311,9 @@ def _unavailable(error: Exception) -> exception.Unavailable:
     """Log a database fault by kind only (its text may name host, user or SQL)."""
     orig = getattr(error, "orig", None)
     LOG.warning(
-        "database error %s (%s, sqlstate %s)",
+        "database error %s (%s, code %s)",
         type(error).__name__,
         type(orig).__name__ if orig is not None else "-",
-        getattr(orig, "sqlstate", None) or "-",
+        getattr(orig, "sqlstate", None) or mysql_errno(orig) or "-",
     )
     return exception.Unavailable()

@@ -32,6 +32,9 @@ LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# MySQL's ER_DUP_ENTRY: a unique key already holds the value.
+_MYSQL_DUPLICATE_ENTRY: Final = 1062
+
 #: The typed models' Core tables.
 CONSUMERS: Final = models.Base.metadata.tables[models.Consumer.__tablename__]
 PROJECTS: Final = models.Base.metadata.tables[models.Project.__tablename__]
@@ -232,10 +235,7 @@ def insert(conn: Connection, consumer: Consumer) -> bool:
         "created_at": consumer.created_at,
         "updated_at": consumer.updated_at,
     }
-    inserted = conn.execute(
-        _insert_ignoring_conflict(conn, CONSUMERS, "uuid").values(values).returning(CONSUMERS.c.id)
-    ).first()
-    return inserted is not None
+    return _insert_unless_exists(conn, CONSUMERS, "uuid", values) is not None
 
 
 def replace(
@@ -278,29 +278,49 @@ def _type_id(conn: Connection, consumer_type: str | None) -> int | None:
     return get_or_create(conn, TYPES.c.name, consumer_type)
 
 
-def _insert_ignoring_conflict(conn: Connection, table: sqlalchemy.TableClause, column: str) -> Any:
-    """``INSERT .. ON CONFLICT (column) DO NOTHING`` in the connection's dialect."""
+def _insert_unless_exists(
+    conn: Connection, table: sqlalchemy.TableClause, column: str, values: dict[str, Any]
+) -> int | None:
+    """Insert ``values`` into ``table``: the new row's id, or ``None`` if ``column``'s is taken.
+
+    ``INSERT .. ON CONFLICT (column) DO NOTHING RETURNING id`` where the
+    dialect has it. MySQL has not: its ``INSERT IGNORE`` also hides other
+    errors and ``ON DUPLICATE KEY UPDATE`` cannot tell an insert from a
+    duplicate, so there a plain insert's duplicate-key error is the answer
+    (it fails the statement only, never the transaction).
+    """
+    if conn.dialect.name in db_api.MYSQL_BACKENDS:
+        try:
+            result = conn.execute(sqlalchemy.insert(table).values(values))
+        except sqlalchemy.exc.IntegrityError as error:
+            if db_api.mysql_errno(error.orig) == _MYSQL_DUPLICATE_ENTRY:
+                return None
+            raise
+        return int(result.lastrowid)
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    return dialect_insert(table).on_conflict_do_nothing(index_elements=[column])
+    inserted = conn.execute(
+        dialect_insert(table)
+        .on_conflict_do_nothing(index_elements=[column])
+        .values(values)
+        .returning(table.c.id)
+    ).scalar_one_or_none()
+    return None if inserted is None else int(inserted)
 
 
 def get_or_create(conn: Connection, name_column: sqlalchemy.Column[Any], name: str) -> int:
     """The id of the row whose ``name_column`` is ``name``, inserted if needed.
 
-    Safe when creates race: ``ON CONFLICT DO NOTHING`` then a re-read (a new
-    snapshot under READ COMMITTED) instead of catching the unique violation,
-    which on PostgreSQL would abort the whole transaction.
+    Safe when creates race: ``ON CONFLICT DO NOTHING`` (MySQL: its duplicate
+    key error) then a re-read (a new snapshot under READ COMMITTED, which
+    :mod:`guard.db.api` sets on MySQL too) instead of catching the unique
+    violation, which on PostgreSQL would abort the whole transaction.
     """
     table = name_column.table
     lookup = select(table.c.id).where(name_column == name)
     found = conn.execute(lookup).scalar_one_or_none()
     if found is not None:
         return int(found)
-    inserted = conn.execute(
-        _insert_ignoring_conflict(conn, table, name_column.key)
-        .values({name_column.key: name})
-        .returning(table.c.id)
-    ).scalar_one_or_none()
+    inserted = _insert_unless_exists(conn, table, name_column.key, {name_column.key: name})
     if inserted is not None:
-        return int(inserted)
+        return inserted
     return int(conn.execute(lookup).scalar_one())

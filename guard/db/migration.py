@@ -5,8 +5,9 @@ The alembic environment ships in the wheel (``guard/db/migrations``), so
 
 Concurrent upgrades of one database (several hosts' units starting at once)
 take turns: on PostgreSQL each holds an advisory lock for its migration, on
-SQLite its write transaction (``BEGIN IMMEDIATE``); the later ones then find
-the schema current and change nothing.
+MySQL/MariaDB a named lock (``GET_LOCK``; its DDL commits at once, so no
+transaction could serialize it), on SQLite its write transaction (``BEGIN
+IMMEDIATE``); the later ones then find the schema current and change nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
@@ -29,6 +31,9 @@ MIGRATIONS = _HERE / "migrations"
 #: Key of the PostgreSQL advisory lock held by an upgrade (any fixed bigint;
 #: these are the bytes "guarddb1").
 MIGRATION_LOCK_KEY = 0x6775617264646231
+#: Name of the MySQL/MariaDB lock held by an upgrade (one per server: the
+#: database's name is part of it).
+MYSQL_LOCK_PREFIX = "guard-db-upgrade:"
 #: How long an upgrade waits for another one's migration (milliseconds),
 #: instead of the engine's lock and statement timeouts meant for requests.
 MIGRATION_LOCK_WAIT_MS = 300_000
@@ -71,6 +76,10 @@ def _one_upgrade_at_a_time(connection: Connection) -> Iterator[None]:
     releases it. SQLite needs none: the write transaction already excludes
     any other writer until it commits.
     """
+    if connection.dialect.name in api.MYSQL_BACKENDS:
+        with _mysql_named_lock(connection):
+            yield
+        return
     if connection.dialect.name != "postgresql":
         yield
         return
@@ -83,6 +92,52 @@ def _one_upgrade_at_a_time(connection: Connection) -> Iterator[None]:
     yield
     connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
     connection.commit()
+
+
+@contextlib.contextmanager
+def _mysql_named_lock(connection: Connection) -> Iterator[None]:
+    """Hold a MySQL/MariaDB named lock for this database while the block runs.
+
+    ``GET_LOCK`` belongs to the session, not to a transaction (MySQL's DDL
+    commits implicitly), and is released when the connection closes.
+    """
+    name = MYSQL_LOCK_PREFIX + (connection.exec_driver_sql("SELECT DATABASE()").scalar() or "")
+    # The wait is bounded by GET_LOCK's own timeout, not the statement timeout.
+    wait_s = MIGRATION_LOCK_WAIT_MS // 1000
+    statement_timeout = _mysql_statement_timeout_variable(connection)
+    connection.exec_driver_sql(f"SET SESSION {statement_timeout} = 0")
+    got = connection.execute(
+        text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": wait_s}
+    ).scalar()
+    connection.exec_driver_sql(
+        f"SET SESSION {statement_timeout} = {_mysql_statement_timeout(statement_timeout)}"
+    )
+    connection.commit()
+    if got != 1:
+        raise TimeoutError("another guard db upgrade holds the migration lock")
+    try:
+        yield
+    finally:
+        connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+        connection.commit()
+
+
+def _mysql_statement_timeout_variable(connection: Connection) -> str:
+    mariadb = getattr(connection.dialect, "is_mariadb", False)
+    return "max_statement_time" if mariadb else "max_execution_time"
+
+
+def _mysql_statement_timeout(variable: str) -> int:
+    if variable == "max_statement_time":
+        return api.MYSQL_STATEMENT_TIMEOUT_S
+    return api.MYSQL_STATEMENT_TIMEOUT_S * 1000
+
+
+def head() -> str:
+    """The newest revision of guard's schema (what ``guard db upgrade`` migrates to)."""
+    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert revision is not None, "guard ships at least one migration"
+    return revision
 
 
 def current(url: str) -> str | None:

@@ -41,6 +41,7 @@ from oslo_policy import _checks
 from sqlalchemy import String, and_, func, literal, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
+from guard.db import models
 from guard.policy.compiler import NOT_A_LITERAL, literal_value, lookup_rule, token_scope
 
 Kind = Literal["allow", "deny", "condition", "per_row"]
@@ -341,7 +342,7 @@ class _Template:
             column = func.coalesce(columns[self.pieces[index]], literal("None", String))
             text = text + column + literal(self.pieces[index + 1], String)
         if lowercase:
-            text = func.lower(text)
+            text = models.fold_case(text)
         return text.in_(values)
 
 

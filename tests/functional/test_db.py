@@ -27,7 +27,7 @@ def test_upgrade_is_idempotent_and_matches_the_models(database_url: str):
     assert migration.current(database_url) is None
     migration.upgrade(database_url)
     migration.upgrade(database_url)  # a second run changes nothing and does not fail
-    assert migration.current(database_url) == "0001"
+    assert migration.current(database_url) == migration.head() == "0002"
     engine = api.create_engine(database_url)
     try:
         with engine.connect() as conn:
@@ -136,13 +136,13 @@ def _guard(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_guard_db_upgrade_command_from_any_directory(tmp_path: Path, postgresql_url: str):
     first = _guard("db", "upgrade", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "database schema at revision 0001"
+    assert first.stdout.strip() == "database schema at revision 0002"
     assert (tmp_path / "var" / "guard.sqlite").is_file()
     again = _guard("db", "upgrade", cwd=tmp_path)
     assert (again.returncode, again.stdout) == (0, first.stdout)
     remote = _guard("db", "upgrade", "--database", postgresql_url, cwd=tmp_path)
     assert remote.returncode == 0, remote.stderr
-    assert migration.current(postgresql_url) == "0001"
+    assert migration.current(postgresql_url) == "0002"
 
 
 def test_guard_db_upgrade_failure_names_no_host_user_or_password(tmp_path: Path):

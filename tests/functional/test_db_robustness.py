@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Engine, make_url
 from guard import conf as guard_conf
 from guard import deploy, exception
 from guard.db import api, migration
+from tests.conftest import new_database
 
 CONCURRENT_UPGRADES = 4
 
@@ -111,13 +111,10 @@ for line in sys.stdin:
 UPGRADE_ROUNDS = 4
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_databases(request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
-    """Empty databases, one per round of concurrent upgrades."""
-    if request.param == "sqlite":
-        return [f"sqlite:///{tmp_path / f'round{i}.sqlite'}" for i in range(UPGRADE_ROUNDS)]
-    cluster = request.getfixturevalue("postgresql_cluster")
-    return [cluster.create_database() for _ in range(UPGRADE_ROUNDS)]
+@pytest.fixture
+def fresh_databases(request: pytest.FixtureRequest, backend: str) -> list[str]:
+    """Empty databases, one per round of concurrent upgrades (on each backend)."""
+    return [new_database(request, backend) for _ in range(UPGRADE_ROUNDS)]
 
 
 def test_concurrent_upgrades_of_a_fresh_database_all_succeed(fresh_databases: list[str]):
@@ -137,9 +134,9 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(fresh_databases: li
                 process.stdin.flush()
             answers = [process.stdout.readline().strip() for process in processes]
             assert answers == ["ok"] * CONCURRENT_UPGRADES
-            assert migration.current(url) == "0001"
+            assert migration.current(url) == migration.head()
             migration.upgrade(url)  # and still idempotent afterwards
-            assert migration.current(url) == "0001"
+            assert migration.current(url) == migration.head()
     finally:
         for process in processes:
             process.communicate(timeout=60)  # closes stdin: the process ends

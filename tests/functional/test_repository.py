@@ -1,6 +1,6 @@
-"""The guarded consumer repository on real SQLite files and a real PostgreSQL.
+"""The guarded consumer repository on real SQLite files, PostgreSQL and MariaDB servers.
 
-Every test runs on both databases. The policy is guard's real default policy
+Every test runs on each database. The policy is guard's real default policy
 (``guard.policy.make_enforcer``), and decisions go through oslo.policy's
 semantics; nothing is mocked.
 """
@@ -31,15 +31,11 @@ A, B = "project-a", "project-b"
 # ------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+@pytest.fixture(scope="module")
+def db_url(module_database_url: str) -> str:
     """One migrated database per module and backend (tests use distinct uuids)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('repo') / 'guard.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgresql_cluster").create_database()
-    migration.upgrade(url)
-    return url
+    migration.upgrade(module_database_url)
+    return module_database_url
 
 
 @pytest.fixture(scope="module")
@@ -534,6 +530,8 @@ class UuidInCheck(_checks.Check):
 def test_database_fault_is_unavailable_naming_nothing(enforcer, tmp_path: Path, db_url: str):
     if db_url.startswith("sqlite"):
         url = f"sqlite:///{tmp_path / 'missing-dir' / 'guard.sqlite'}"
+    elif db_url.startswith("mysql"):
+        url = "mysql+pymysql://secretuser:secretpw@127.0.0.1:1/nodb"
     else:
         url = "postgresql+psycopg://secretuser:secretpw@127.0.0.1:1/nodb"
     engine = api.create_engine(url)
@@ -561,6 +559,12 @@ def test_a_failing_statement_rolls_the_whole_call_back(repo, engine, enforcer, d
                 "CREATE TRIGGER refuse BEFORE INSERT ON consumers "
                 f"WHEN NEW.uuid = '{doomed}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
             )
+        elif db_url.startswith("mysql"):
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON consumers FOR EACH ROW BEGIN "
+                f"IF NEW.uuid = '{doomed}' THEN SIGNAL SQLSTATE '45000' "
+                "SET MESSAGE_TEXT = 'refused'; END IF; END"
+            )
         else:
             conn.exec_driver_sql(
                 "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
@@ -578,7 +582,8 @@ def test_a_failing_statement_rolls_the_whole_call_back(repo, engine, enforcer, d
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql(
-                "DROP TRIGGER refuse" + ("" if db_url.startswith("sqlite") else " ON consumers")
+                "DROP TRIGGER refuse"
+                + (" ON consumers" if db_url.startswith("postgresql") else "")
             )
     with engine.connect() as conn:
         owners = conn.execute(

@@ -1,11 +1,11 @@
-"""Concurrent writers: no lost update on PostgreSQL, no lock failure on SQLite.
+"""Concurrent writers: no lost update on the servers, no lock failure on any database.
 
-PostgreSQL: 8 processes (separate interpreters, engines and pools, as
+PostgreSQL and MariaDB: 8 processes (separate interpreters, engines and pools, as
 gunicorn workers would be) each update the same consumer 100 times, retrying
 on ``ConcurrentUpdate``; the final generation must equal the number of
-successful updates. SQLite: 8 threads of one process write at once; Placement
-answered 222 of 330 such writes with "database is locked", guard must answer
-all of them.
+successful updates. Every database: 8 threads of one process write at once;
+Placement answered 222 of 330 such writes on SQLite with "database is locked",
+guard must answer all of them.
 """
 
 from __future__ import annotations
@@ -58,17 +58,17 @@ def update_until_done(url: str, consumer: str, updates: int) -> tuple[int, int]:
     return successes, conflicts
 
 
-@pytest.mark.postgresql
 @pytest.mark.slow
-def test_postgresql_eight_processes_lose_no_update(postgresql_url: str):
-    migration.upgrade(postgresql_url)
-    repo, ctx = _repository(postgresql_url)
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_eight_processes_lose_no_update(database_url: str):
+    migration.upgrade(database_url)
+    repo, ctx = _repository(database_url)
     consumer = str(uuidlib.uuid4())
     repo.create(ctx, consumer, project_id="p", user_id="writer")
     spawn = multiprocessing.get_context("spawn")
     with spawn.Pool(WORKERS) as pool:
         results = pool.starmap(
-            update_until_done, [(postgresql_url, consumer, UPDATES_EACH)] * WORKERS
+            update_until_done, [(database_url, consumer, UPDATES_EACH)] * WORKERS
         )
     successes = sum(s for s, _ in results)
     assert successes == WORKERS * UPDATES_EACH
@@ -77,9 +77,9 @@ def test_postgresql_eight_processes_lose_no_update(postgresql_url: str):
     assert sum(c for _, c in results) > 0
 
 
-def test_sqlite_eight_writer_threads_never_fail_on_the_lock(sqlite_url: str):
-    migration.upgrade(sqlite_url)
-    repo, ctx = _repository(sqlite_url)
+def test_eight_writer_threads_never_fail_on_the_lock(database_url: str):
+    migration.upgrade(database_url)
+    repo, ctx = _repository(database_url)
     shared = str(uuidlib.uuid4())
     repo.create(ctx, shared, project_id="p", user_id="writer")
     failures: list[BaseException] = []

@@ -160,13 +160,10 @@ def _insert_names(
     }
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module")
+def seeded(module_database_url: str):
     """A migrated database with the owner rows; consumers are replaced per example."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('prop') / 'guard.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgresql_cluster").create_database()
+    url = module_database_url
     migration.upgrade(url)
     engine = api.create_engine(url)
     with engine.begin() as conn:
