@@ -15,7 +15,11 @@ handoff cost more than the decision itself. ``deque.append`` is atomic and
 wakes nobody, and one wake-up writes a whole batch.
 
 The line names the subject and the target by fingerprints
-(:func:`guard.log.fingerprint`), never by raw ids.
+(:func:`guard.log.fingerprint`), never by raw ids. Its free-text fields
+(action, branch, roles, a request id of another shape than guard's) are
+redacted one by one before the line is composed, and the line is logged as
+redacted (:func:`guard.log.log_redacted`): the handlers' filter would only
+scan, at some 20 us a line, a text made of parts it has already seen.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from guard.log import fingerprint
+from guard.log import fingerprint, log_redacted, redact
 
 AUDIT_LOGGER = "guard.audit"
 DEFAULT_QUEUE_SIZE = 10_000
@@ -48,6 +53,21 @@ def _value(source: Any, name: str) -> Any:
 
 def _fingerprint_or_none(value: Any) -> str | None:
     return fingerprint(str(value)) if value else None
+
+
+# A request id as guard and oslo.middleware make them: kept readable as is.
+_REQUEST_ID_RE = re.compile(r"req-[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}")
+
+
+def _request_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if _REQUEST_ID_RE.fullmatch(text) else redact(text)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else redact(str(value))
 
 
 class DecisionLog:
@@ -195,19 +215,22 @@ class DecisionLog:
             revision,
             microseconds,
         ) = item
+        logger = self._logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
         line = {
             "time": datetime.fromtimestamp(when, UTC).isoformat(timespec="microseconds"),
-            "request_id": request_id,
-            "global_request_id": global_request_id,
-            "action": action,
+            "request_id": _request_id(request_id),
+            "global_request_id": _request_id(global_request_id),
+            "action": _text(action),
             "allowed": allowed,
-            "branch": branch,
+            "branch": _text(branch),
             "user": _fingerprint_or_none(user_id),
             "project": _fingerprint_or_none(project_id),
             "target_project": _fingerprint_or_none(target_project_id),
             "target_user": _fingerprint_or_none(target_user_id),
-            "roles": roles,
-            "revision": revision,
+            "roles": [redact(role) for role in roles],
+            "revision": _text(revision),
             "microseconds": round(microseconds, 1),
         }
-        self._logger.info("%s", json.dumps(line, separators=(",", ":"), default=str))
+        log_redacted(logger, logging.INFO, json.dumps(line, separators=(",", ":")))

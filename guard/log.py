@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import string
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -336,6 +337,29 @@ class RedactingFilter(logging.Filter):
 
 
 _FILTER = RedactingFilter()
+
+
+def log_redacted(logger: logging.Logger, level: int, message: str) -> None:
+    """Log ``message``, composed by guard of parts already safe, without a second pass.
+
+    For guard's own line-per-request logs (the access line, the decision
+    log): every part of ``message`` is a fingerprint, a number, a fixed word,
+    a request id checked against its pattern, or text its caller passed
+    through :func:`redact`. The record is marked as redacted, as the filter
+    marks a record it has done, so the handlers' filter does not scan the
+    whole line again; and it is made without ``findCaller``'s walk of the
+    stack. Measured need: both cost about half of the two lines' 40 us
+    budget a request (guard.tools.bench.logfilter).
+    """
+    if not logger.isEnabledFor(level):
+        return
+    caller = sys._getframe(1)
+    code = caller.f_code
+    record = logger.makeRecord(
+        logger.name, level, code.co_filename, caller.f_lineno, message, (), None, code.co_name
+    )
+    record.__dict__[_MARK] = True
+    logger.handle(record)
 
 
 def _carries_filter(handler: logging.Handler) -> bool:

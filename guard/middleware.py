@@ -275,14 +275,17 @@ class GuardMiddleware:
         length = _content_length(headers)
         if length is None:
             length = sum(len(chunk) for chunk in body)
-        ACCESS_LOG.info(
-            "%s %s %s %d bytes %d us %s",
-            _method(environ),
-            loggable_target(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")),
-            status[:3],
-            length,
-            (time.perf_counter() - started) * 1_000_000,
-            request_id,
+        # Every part is a checked method, a fingerprinted target, a number or
+        # a request id of the contract's pattern: logged as redacted.
+        if not _GLOBAL_REQUEST_ID_RE.fullmatch(request_id):
+            request_id = guard_log.fingerprint(request_id)
+        elapsed_us = int((time.perf_counter() - started) * 1_000_000)
+        guard_log.log_redacted(
+            ACCESS_LOG,
+            logging.INFO,
+            f"{_method(environ)} "
+            f"{loggable_target(environ.get('PATH_INFO', ''), environ.get('QUERY_STRING', ''))} "
+            f"{status[:3]} {length} bytes {elapsed_us} us {request_id}",
         )
 
 

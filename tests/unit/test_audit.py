@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from oslo_context import context as oslo_context
 
 from guard import audit
@@ -208,3 +210,51 @@ def test_the_policy_engine_reports_each_decision(sink: Sink, tmp_path: Path) -> 
     assert show["revision"] == enforcer.revision
     assert show["roles"] == ["reader"]
     assert user not in "".join(sink.lines) and project not in "".join(sink.lines)
+
+
+def test_free_text_fields_are_redacted_before_the_line_is_composed(sink: Sink) -> None:
+    """The line skips the handlers' second pass, so its own parts must be safe."""
+    decision_log = make_log(sink)
+    raw = str(uuid.uuid4())
+    token = "gAAAAA" + "x" * 40
+    decide(
+        decision_log,
+        action=f"custom:{raw}",
+        creds={"user_id": "u1", "project_id": "p1", "roles": [f"role-{raw}", f"token={token}"]},
+        request_id=f"rid {raw}",
+        global_request_id=f"req-{uuid.uuid4()}",
+        revision=raw.replace("-", ""),
+    )
+    decision_log.close()
+    (line,) = sink.lines
+    assert raw not in line and raw.replace("-", "") not in line and token not in line
+    entry = json.loads(line)
+    assert entry["roles"] == [f"role-{guard_log.fingerprint(raw)}", "token=***"]
+    assert entry["global_request_id"].startswith("req-")  # a request id stays readable
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(
+        st.text(alphabet=st.sampled_from("0123456789abcdef-:=_ gAtokenpasswrd\"'"), max_size=60),
+        min_size=4,
+        max_size=4,
+    )
+)
+def test_every_field_is_redacted_as_the_filter_would(texts: list[str]) -> None:
+    sink = Sink()
+    decision_log = make_log(sink)
+    action, branch, role, revision = texts
+    decide(
+        decision_log,
+        action=action,
+        branch=branch,
+        creds={"user_id": None, "roles": [role]},
+        revision=revision,
+    )
+    decision_log.close()
+    entry = json.loads(sink.lines[0])
+    assert entry["action"] == guard_log.redact(action)
+    assert entry["branch"] == guard_log.redact(branch)
+    assert entry["roles"] == [guard_log.redact(role)]
+    assert entry["revision"] == guard_log.redact(revision)
