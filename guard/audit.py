@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from guard.log import fingerprint, log_redacted, redact
 
@@ -68,6 +68,28 @@ def _request_id(value: Any) -> str | None:
 
 def _text(value: Any) -> str | None:
     return None if value is None else redact(str(value))
+
+
+class DecisionRecorder(Protocol):
+    """What :attr:`guard.policy.Enforcer.decision_log` is: told of each decision.
+
+    ``creds`` and ``target`` arrive raw; a recorder fingerprints what it keeps
+    and must neither block nor raise (the decision stands whatever it does).
+    """
+
+    def record(
+        self,
+        *,
+        action: str,
+        allowed: bool,
+        branch: str | None,
+        creds: Any,
+        target: Any,
+        revision: str | None,
+        microseconds: float,
+        request_id: str | None,
+        global_request_id: str | None,
+    ) -> None: ...
 
 
 class DecisionLog:

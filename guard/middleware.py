@@ -35,6 +35,7 @@ from typing import Any
 import webob
 import webob.dec
 import webob.exc
+from oslo_config import cfg
 from oslo_context import context as oslo_context
 from oslo_middleware import request_id as oslo_request_id
 from oslo_middleware import sizelimit
@@ -378,7 +379,9 @@ class SizeLimit(sizelimit.RequestBodySizeLimiter):
     ``LimitingReader`` as oslo does.
     """
 
-    def __init__(self, application: WSGIApp | None, conf: Any = None) -> None:
+    def __init__(
+        self, application: WSGIApp | None, conf: cfg.ConfigOpts | dict[str, str] | None = None
+    ) -> None:
         super().__init__(application, conf)
         # Read once: oslo's _conf_get re-applies a paste value per request.
         self.max_size: int = self._conf_get("max_request_body_size")
@@ -397,7 +400,7 @@ class SizeLimit(sizelimit.RequestBodySizeLimiter):
 
 
 @functools.cache
-def shared_enforcer(config_file: str | None) -> Any:
+def shared_enforcer(config_file: str | None) -> policy.Enforcer:
     """One policy enforcer per configuration file, shared by paste's factories."""
     conf = guard_conf.load([config_file] if config_file else [])
     return policy.make_enforcer(conf, resolve_policy_file(conf))

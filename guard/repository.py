@@ -32,9 +32,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from guard import exception, validation
+from guard.context import RequestContext
 from guard.db import consumers as db
 from guard.db.consumers import Consumer
-from guard.policy import PolicySnapshot, sqlfilter
+from guard.policy import Enforcer, PolicySnapshot, sqlfilter
 
 LOG = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class _Call:
 
     __slots__ = ("ctx", "enforcer", "snapshot")
 
-    def __init__(self, enforcer: Any, ctx: Any) -> None:
+    def __init__(self, enforcer: Enforcer, ctx: RequestContext) -> None:
         self.enforcer = enforcer
         self.ctx = ctx
         self.snapshot: PolicySnapshot = enforcer.snapshot()
@@ -127,13 +128,13 @@ class ConsumerRepository:
     policy snapshot and makes all of its decisions on it.
     """
 
-    def __init__(self, engine: Engine, enforcer: Any) -> None:
+    def __init__(self, engine: Engine, enforcer: Enforcer) -> None:
         self._engine = engine
         self._enforcer = enforcer
 
     # -- reads ------------------------------------------------------------------------
 
-    def get(self, ctx: Any, uuid: str) -> Consumer:
+    def get(self, ctx: RequestContext, uuid: str) -> Consumer:
         """The consumer ``uuid``; ``NotFound`` when missing or not visible to the caller."""
         uuid = validation.normalize_uuid(uuid)
         call = _Call(self._enforcer, ctx)
@@ -145,13 +146,13 @@ class ConsumerRepository:
         )
         return call.shown(consumer)
 
-    def can_list(self, ctx: Any) -> bool:
+    def can_list(self, ctx: RequestContext) -> bool:
         """Whether the list rule can allow any row for these credentials (not the data)."""
         return _Call(self._enforcer, ctx).list_filter().kind != "deny"
 
     def list(
         self,
-        ctx: Any,
+        ctx: RequestContext,
         *,
         project_id: str | None = None,
         user_id: str | None = None,
@@ -205,7 +206,7 @@ class ConsumerRepository:
 
     def create(
         self,
-        ctx: Any,
+        ctx: RequestContext,
         uuid: str,
         *,
         project_id: str,
@@ -244,7 +245,7 @@ class ConsumerRepository:
 
     def update(
         self,
-        ctx: Any,
+        ctx: RequestContext,
         uuid: str,
         *,
         generation: int,
@@ -297,7 +298,7 @@ class ConsumerRepository:
 
         return db.transact(self._engine, work, write=True)
 
-    def delete(self, ctx: Any, uuid: str, *, generation: int | None = None) -> None:
+    def delete(self, ctx: RequestContext, uuid: str, *, generation: int | None = None) -> None:
         """Delete consumer ``uuid`` (at ``generation``, when given).
 
         ``NotFound`` when missing or not visible; ``Forbidden`` without the

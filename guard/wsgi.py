@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from oslo_config import cfg
 
 from guard import conf as guard_conf
 from guard import deploy
@@ -72,7 +73,7 @@ def configure_logging(fingerprint_key: str | None, level: str = "INFO") -> None:
 
 
 def build_from(
-    conf: Any,
+    conf: cfg.ConfigOpts,
     *,
     pipeline: str | None = None,
     policy_file: str | None = None,

@@ -25,12 +25,18 @@ ADMIN_RULE = "admin"
 class PolicyState(Protocol):
     """What the healthcheck reports of the policy engine."""
 
-    revision: str
-    last_reload_error: str | None
+    @property
+    def revision(self) -> str: ...
+
+    @property
+    def last_reload_error(self) -> str | None: ...
 
 
 class DropCounter(Protocol):
-    dropped: int
+    """What the healthcheck reports of the decision log."""
+
+    @property
+    def dropped(self) -> int: ...
 
 
 class Healthcheck:
