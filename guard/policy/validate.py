@@ -236,7 +236,8 @@ def parse_policy_text(text: str, source: str) -> FileRules:
         rules.lines[name] = line
     for name, value in data.items():
         if not isinstance(name, str):
-            rules.problems.append(Problem(source, None, str(name), "a rule name must be a string"))
+            line = rules.lines.get(str(name))
+            rules.problems.append(Problem(source, line, None, "a rule name must be a string"))
             continue
         reason = _value_problem(value)
         if reason:

@@ -229,3 +229,8 @@ def test_a_yaml_error_inside_a_rule_names_that_rule_and_line() -> None:
     assert [str(p) for p in unquoted.problems] == [
         f"p.yaml:3: YAML error after rule '{SHOW}': expected ',' or ']', but got '<stream end>'"
     ]
+
+
+def test_a_key_that_is_not_a_string_is_refused_without_echoing_it() -> None:
+    parsed = parse_policy_text(f'"{SHOW}": "@"\n98765432: "@"\n', "p.yaml")
+    assert [str(p) for p in parsed.problems] == ["p.yaml:2: a rule name must be a string"]
