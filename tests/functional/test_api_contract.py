@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN.md, row by row, through the whole ``trusted`` pipeline.
+"""The HTTP contract of docs/api.md, row by row, through the whole ``trusted`` pipeline.
 
 In-process (WebTest) on a real SQLite file, with the real policy engine and
 repository; each test makes its own projects and consumers, so tests share

@@ -199,7 +199,7 @@ def test_four_workers_ride_out_a_database_restart_and_a_bad_policy_save(
 
         # (b) An invalid policy file is refused whole; the last good one stays in force.
         deployment.policy_file.write_text(INVALID_POLICY)
-        time.sleep(3.0)  # applied once quiet for 1 s, within 3 s (DESIGN.md)
+        time.sleep(3.0)  # applied once quiet for 1 s, within 3 s (docs/api.md)
         status, health = deployment.health()
         assert status == 200
         assert "guard:consumers:delete" in health["policy"]["last_reload_error"]

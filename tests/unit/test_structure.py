@@ -16,6 +16,24 @@ TOOLING = ("guard.cmd", "guard.tools", "guard.testing", "guard.__main__")
 #: Cycles known when this test was written, being removed (issue 12 item 3).
 #: Delete an entry when its cycle is gone; the test fails on any other cycle.
 KNOWN_CYCLES = {("guard.gunicorn_conf", "guard.wsgi")}
+#: The layers of the README's layout, top to bottom: a module imports only modules
+#: of its own layer or of layers below it. A new module needs a place here.
+LAYERS = (
+    ("guard.cmd", "guard.tools", "guard.testing", "guard.__main__"),
+    ("guard.wsgi", "guard.gunicorn_conf"),
+    ("guard.deploy",),
+    ("guard.middleware",),
+    ("guard.api",),
+    ("guard.repository",),
+    ("guard.policy", "guard.policies"),
+    ("guard.db",),
+    ("guard.audit",),
+    ("guard.log", "guard.logpatterns"),
+    ("guard.context",),
+    ("guard.conf",),
+    ("guard.validation", "guard.exception"),
+    ("guard",),
+)
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -116,6 +134,37 @@ def test_the_service_never_imports_the_tools() -> None:
         if any(t.startswith(TOOLING) for t in graph[module])
     }
     assert wrong == {}
+
+
+def _layer(module: str) -> int | None:
+    """Index in :data:`LAYERS` of the longest prefix naming ``module``'s room."""
+    best: tuple[int, int] | None = None
+    for index, rooms in enumerate(LAYERS):
+        for room in rooms:
+            if (module == room or module.startswith(room + ".")) and (
+                best is None or len(room) > best[1]
+            ):
+                best = (index, len(room))
+    return None if best is None else best[0]
+
+
+def test_layers_import_downwards_only() -> None:
+    graph = import_graph()
+    placed = {module: _layer(module) for module in graph}
+    assert [m for m, layer in placed.items() if layer is None] == []
+    upwards = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if placed[target] < placed[module]
+    )
+    assert upwards == [], "a module imports a layer above it (README: Layout)"
+
+
+def test_the_layer_check_sees_an_upward_import() -> None:
+    assert _layer("guard.policy.enforcer") == _layer("guard.policy")
+    assert _layer("guard.middleware") < _layer("guard.repository")
+    assert _layer("guard.api.app") < _layer("guard.repository")
 
 
 def test_no_module_over_500_lines() -> None:
