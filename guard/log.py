@@ -53,6 +53,8 @@ _ASCII_ALNUM = frozenset(string.ascii_letters + string.digits)
 # Values up to this length are cached by the fingerprinter: ids are short, and
 # a cache keyed by anything longer would let clients fill memory.
 _CACHED_VALUE_LEN = 80
+# Characters hashed at a time (a slice's UTF-8 stays small).
+_HASH_SLICE = 8192
 _QUOTE_STARTS = frozenset("\"'\\b")
 # Texts longer than this look for their hints with substring tests.
 _LONG_TEXT = 512
@@ -86,8 +88,12 @@ class Fingerprinter:
     def _compute(self, value: str) -> str:
         if patterns.HEX_ID_RE.fullmatch(value):
             value = value.replace("-", "").lower()
-        digest = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256)
-        return f"<id:{digest.hexdigest()[:8]}>"
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        # In slices: a long value (a client's path segment) is never copied
+        # whole into bytes, so hashing it adds no large allocation.
+        for start in range(0, len(value), _HASH_SLICE):
+            mac.update(value[start : start + _HASH_SLICE].encode("utf-8", "surrogatepass"))
+        return f"<id:{mac.hexdigest()[:8]}>"
 
 
 class _Scope:

@@ -74,6 +74,8 @@ _QUERY_NAMES = frozenset(
 )
 # Query parameters whose values are ids, fingerprinted whatever they look like.
 _IDENTITY_PARAMS = frozenset({"project_id", "user_id"})
+# URLs longer than this bypass the standard library's urlsplit cache.
+_CACHED_URL_LEN = 2048
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
 _DIGITS_RE = re.compile(r"[0-9]{1,20}")
 
@@ -175,7 +177,9 @@ def undecodable(environ: dict[str, Any]) -> bool:
     """
     try:
         for key in ("SCRIPT_NAME", "PATH_INFO"):
-            environ.get(key, "").encode("latin-1").decode("utf-8")
+            value = environ.get(key, "")
+            if not value.isascii():  # ASCII is UTF-8: no copy for the usual path
+                value.encode("latin-1").decode("utf-8")
         query = environ.get("QUERY_STRING", "")
         if query and (not query.isascii() or "%" in query):
             urllib.parse.unquote_to_bytes(query.encode("latin-1")).decode("utf-8")
@@ -197,12 +201,41 @@ def _scrub_values(context: RequestContext) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
+def bound_url_cache() -> None:
+    """Keep long URLs out of the standard library's ``urlsplit`` cache.
+
+    CPython 3.11+ caches ``urllib.parse.urlsplit`` (128 entries, keyed by the
+    URL), and waitress splits every request's URI with it: 128 unique 150 KB
+    paths from clients that never authenticate pin ~50 MiB. guard caches
+    only id-sized values itself (:mod:`guard.log`), and holds the servers it
+    runs in to the same rule: URLs up to 2 KB still use the cache, longer
+    ones are split without it. Process-wide and idempotent; called when a
+    guard middleware is built.
+    """
+    cached = urllib.parse.urlsplit
+    uncached = getattr(cached, "__wrapped__", None)
+    if uncached is None or getattr(cached, "_guard_bounded", False):
+        return
+
+    def urlsplit(url: Any, scheme: Any = "", allow_fragments: bool = True) -> Any:
+        if len(url) <= _CACHED_URL_LEN:
+            return cached(url, scheme, allow_fragments)
+        return uncached(url, scheme, allow_fragments)
+
+    functools.update_wrapper(urlsplit, cached)
+    urlsplit._guard_bounded = True
+    urlsplit.cache_clear = cached.cache_clear
+    urlsplit.cache_info = cached.cache_info
+    urllib.parse.urlsplit = urlsplit
+
+
 class GuardMiddleware:
     """The edge filter: trusted identity in, contract-shaped errors out."""
 
     def __init__(self, application: WSGIApp, enforcer: Authorizer | None) -> None:
         self.application = application
         self.enforcer = enforcer
+        bound_url_cache()
 
     # Plain WSGI, not webob's wsgify or Request.get_response: building a
     # webob Response around the app's answer (and another for webob to call)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,7 +32,7 @@ import sqlalchemy
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from guard import exception, validation
+from guard import audit, exception, validation
 from guard.context import RequestContext
 from guard.db import consumers as db
 from guard.db.consumers import Consumer
@@ -120,6 +121,29 @@ class _Call:
         """The list rule compiled for this caller over the consumer columns."""
         return sqlfilter.compile_filter(self.snapshot, LIST, self.ctx, db.TARGET_COLUMNS)
 
+    def record_list(
+        self, row_filter: sqlfilter.RowFilter, target: dict[str, Any], started: float
+    ) -> None:
+        """The one decision-log line of a list request (all rows, filtered, or denied)."""
+        log = getattr(self.enforcer, "decision_log", None)
+        if log is None:
+            return
+        try:
+            compiled = self.snapshot.compiled_rule(LIST)
+            log.record(
+                action=LIST,
+                allowed=row_filter.kind != "deny",
+                branch=audit.list_branch(row_filter.kind, compiled.label if compiled else None),
+                creds=self.ctx,
+                target=target,
+                revision=self.snapshot.revision,
+                microseconds=(time.perf_counter() - started) * 1e6,
+                request_id=getattr(self.ctx, "request_id", None),
+                global_request_id=getattr(self.ctx, "global_request_id", None),
+            )
+        except Exception:  # the decision stands whatever the log does
+            LOG.debug("The decision log failed to record a list decision", exc_info=True)
+
 
 class ConsumerRepository:
     """Guarded access to consumers: ``ConsumerRepository(engine, enforcer)``.
@@ -175,7 +199,9 @@ class ConsumerRepository:
         if marker is not None:
             marker = validation.normalize_uuid(marker, "marker")
         call = _Call(self._enforcer, ctx)
+        started = time.perf_counter()
         row_filter = call.list_filter()
+        call.record_list(row_filter, {"project_id": project_id, "user_id": user_id}, started)
         if row_filter.kind == "deny":
             raise exception.Forbidden()
         query = db.list_query(project_id=project_id, user_id=user_id, consumer_type=consumer_type)

@@ -27,8 +27,8 @@ from gunicorn.app.base import BaseApplication
 from oslo_config import cfg
 from sqlalchemy.engine import make_url
 
+from guard import audit, deploy, exception, gunicorn_conf, logsetup, policy, wsgi
 from guard import conf as guard_conf
-from guard import deploy, exception, gunicorn_conf, logsetup, policy, wsgi
 from guard.cmd import config
 from guard.policy.paths import resolve_policy_file
 from guard.tools import demo
@@ -173,6 +173,7 @@ def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services
         ident="guard",
     )
     _announce(args, conf, services, server.effective_port)
+    audit.flush_on_sigterm()  # queued decision-log lines are written before a SIGTERM stop
     try:
         server.run()
     except KeyboardInterrupt:

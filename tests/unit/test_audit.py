@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -258,3 +261,54 @@ def test_every_field_is_redacted_as_the_filter_would(texts: list[str]) -> None:
     assert entry["branch"] == guard_log.redact(branch)
     assert entry["roles"] == [guard_log.redact(role)]
     assert entry["revision"] == guard_log.redact(revision)
+
+
+@pytest.mark.parametrize(
+    ("kind", "allowed", "outcome"),
+    [("allow", True, "all rows"), ("condition", True, "filtered"), ("deny", False, "denied")],
+)
+def test_a_list_request_is_one_line_naming_its_outcome_and_rule(
+    sink: Sink, kind: str, allowed: bool, outcome: str
+) -> None:
+    decision_log = make_log(sink)
+    branch = audit.list_branch(kind, "(rule:admin or rule:project_reader)")
+    decide(decision_log, action="guard:consumers:list", allowed=allowed, branch=branch)
+    decision_log.close()
+    (line,) = sink.lines
+    document = json.loads(line)
+    assert document["action"] == "guard:consumers:list"
+    assert document["allowed"] is allowed
+    assert document["branch"] == f"list {outcome}: (rule:admin or rule:project_reader)"
+
+
+def test_flush_all_writes_what_every_live_log_holds(sink: Sink) -> None:
+    logs = [make_log(sink) for _ in range(3)]
+    sink.open.clear()  # the writers wait on the sink until flush_all runs
+    for decision_log in logs:
+        decide(decision_log)
+    sink.open.set()
+    assert audit.flush_all(timeout=10)
+    assert len(sink.lines) == 3
+    for decision_log in logs:
+        decision_log.close()
+
+
+def test_sigterm_flushes_then_stops_as_sigterm_would(
+    sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = logging.Logger("guard.audit.sigterm")
+    logger.addHandler(sink)
+    decision_log = audit.DecisionLog(logger, interval=3600)  # the writer would wait an hour
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        audit.flush_on_sigterm()
+        decide(decision_log)
+        with pytest.raises(SystemExit) as stopped:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs between bytecodes of this thread
+        assert stopped.value.code == 128 + signal.SIGTERM
+        assert len(sink.lines) == 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        decision_log.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -437,3 +438,15 @@ def test_identity_query_values_are_fingerprinted_even_when_numeric(
     line = record.getMessage()
     assert "98765432" not in line and "1234" not in line.replace("limit=7", "")
     assert "project_id=<id:" in line and "user_id=<id:" in line and "limit=7" in line
+
+
+def test_long_urls_stay_out_of_the_urlsplit_cache(app: webtest.TestApp) -> None:
+    middleware.bound_url_cache()  # building the middleware did it already; idempotent
+    short, long = f"/consumers/{uuid.uuid4()}", "/consumers/" + "x" * 100_000
+    urllib.parse.urlsplit(short)
+    cached = urllib.parse.urlsplit.cache_info().currsize
+    assert urllib.parse.urlsplit(long).path == long
+    assert urllib.parse.urlsplit.cache_info().currsize == cached  # not kept
+    assert urllib.parse.urlsplit(short + "?x").query == "x"
+    assert urllib.parse.urlsplit.cache_info().currsize == min(cached + 1, 128)
+    urllib.parse.clear_cache()  # the standard library's own API still works
