@@ -8,8 +8,8 @@ import uuid
 from pathlib import Path
 
 from guard.api.environ import identity_headers
+from guard.testing import http
 from tests.functional.live_server import live_guard
-from tests.functional.test_api_support import http
 
 
 def audit_lines(stderr: str) -> list[dict[str, object]]:
