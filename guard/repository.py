@@ -12,9 +12,13 @@ holds the decisions and the errors.
 * A denied write issues no INSERT, UPDATE or DELETE.
 * Writes are compare-and-swaps on the row's generation, so a decision made
   on a row can never be applied to a row that changed in between.
-* Lists are filtered in SQL: the list rule is compiled for the caller
-  (:mod:`guard.policy.sqlfilter`) and paged by uuid (keyset), so a page costs
-  the same at a thousand rows as at a million.
+* A change of owner or type needs ``update`` on the row as stored and
+  ``create`` on the row as it will be.
+* A list shows a row only when the list rule *and* the show rule allow it
+  (a list never shows what a get hides). Both are compiled for the caller
+  into one SQL condition (:mod:`guard.policy.sqlfilter`) and paged by uuid
+  (keyset), so a page costs the same at a thousand rows as at a million; a
+  rule SQL cannot express is evaluated row by row, in batches.
 
 Only :mod:`guard.exception` errors leave this module; database faults become
 ``Unavailable`` with a detail that names no host, user or SQL.
@@ -24,19 +28,19 @@ from __future__ import annotations
 
 import builtins
 import logging
-import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import sqlalchemy
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from guard import audit, exception, validation
-from guard.context import RequestContext
+from guard import exception, validation
 from guard.db import consumers as db
 from guard.db.consumers import Consumer
-from guard.policy import Enforcer, PolicySnapshot, sqlfilter
+from guard.policy import PolicySnapshot, sqlfilter
+from guard.policy.filtercache import FilterCache
 
 LOG = logging.getLogger(__name__)
 
@@ -73,6 +77,21 @@ KEEP: Final = _Keep()
 
 
 @dataclass(frozen=True)
+class ListDecision:
+    """How one list request is decided, before any row is read.
+
+    ``outcome`` is ``"denied"`` (the list rule can allow no row for these
+    credentials: 403), ``"allowed_all"`` (list and show allow every row) or
+    ``"filtered"`` (``row_filter`` says which rows, in SQL and, for what SQL
+    cannot express, row by row). A list request is one decision: this is
+    the place to record it.
+    """
+
+    outcome: Literal["denied", "allowed_all", "filtered"]
+    row_filter: sqlfilter.RowFilter
+
+
+@dataclass(frozen=True)
 class ConsumerPage:
     """One page of a list; ``next_marker`` is ``None`` exactly when no visible row follows."""
 
@@ -88,7 +107,7 @@ class _Call:
 
     __slots__ = ("ctx", "enforcer", "snapshot")
 
-    def __init__(self, enforcer: Enforcer, ctx: RequestContext) -> None:
+    def __init__(self, enforcer: Any, ctx: Any) -> None:
         self.enforcer = enforcer
         self.ctx = ctx
         self.snapshot: PolicySnapshot = enforcer.snapshot()
@@ -117,32 +136,31 @@ class _Call:
         row_id, consumer = found
         return row_id, self.shown(consumer)
 
-    def list_filter(self) -> sqlfilter.RowFilter:
-        """The list rule compiled for this caller over the consumer columns."""
-        return sqlfilter.compile_filter(self.snapshot, LIST, self.ctx, db.TARGET_COLUMNS)
+    def decide_list(self, decisions: FilterCache[ListDecision]) -> ListDecision:
+        """The one decision of a list request (see :class:`ListDecision`).
 
-    def record_list(
-        self, row_filter: sqlfilter.RowFilter, target: dict[str, Any], started: float
-    ) -> None:
-        """The one decision-log line of a list request (all rows, filtered, or denied)."""
-        log = getattr(self.enforcer, "decision_log", None)
-        if log is None:
-            return
-        try:
-            compiled = self.snapshot.compiled_rule(LIST)
-            log.record(
-                action=LIST,
-                allowed=row_filter.kind != "deny",
-                branch=audit.list_branch(row_filter.kind, compiled.label if compiled else None),
-                creds=self.ctx,
-                target=target,
-                revision=self.snapshot.revision,
-                microseconds=(time.perf_counter() - started) * 1e6,
-                request_id=getattr(self.ctx, "request_id", None),
-                global_request_id=getattr(self.ctx, "global_request_id", None),
-            )
-        except Exception:  # the decision stands whatever the log does
-            LOG.debug("The decision log failed to record a list decision", exc_info=True)
+        Made once per snapshot and credentials (:func:`_decide_list`), then
+        taken from ``decisions``; this is where each request gets its answer.
+        """
+        return decisions.get(self.snapshot, self.ctx)
+
+
+def _decide_list(snapshot: PolicySnapshot, values: Mapping[str, Any]) -> ListDecision:
+    """How a list is decided for callers with these credential ``values``.
+
+    403 is the list rule's answer alone, from the credentials (DESIGN.md);
+    the show rule then narrows the rows, so a list never shows what a get
+    hides. Both are compiled into one SQL condition where SQL can say them.
+    """
+    list_filter = sqlfilter.compile_values(snapshot, LIST, values, db.TARGET_COLUMNS)
+    if list_filter.kind == "deny":
+        return ListDecision("denied", sqlfilter.DENY)
+    show_filter = sqlfilter.compile_values(snapshot, SHOW, values, db.TARGET_COLUMNS)
+    row_filter = sqlfilter.conjoin(list_filter, show_filter)
+    outcome: Literal["allowed_all", "filtered"] = (
+        "allowed_all" if row_filter.kind == "allow" else "filtered"
+    )
+    return ListDecision(outcome, row_filter)
 
 
 class ConsumerRepository:
@@ -152,13 +170,14 @@ class ConsumerRepository:
     policy snapshot and makes all of its decisions on it.
     """
 
-    def __init__(self, engine: Engine, enforcer: Enforcer) -> None:
+    def __init__(self, engine: Engine, enforcer: Any) -> None:
         self._engine = engine
         self._enforcer = enforcer
+        self._list_decisions = FilterCache(_decide_list)
 
     # -- reads ------------------------------------------------------------------------
 
-    def get(self, ctx: RequestContext, uuid: str) -> Consumer:
+    def get(self, ctx: Any, uuid: str) -> Consumer:
         """The consumer ``uuid``; ``NotFound`` when missing or not visible to the caller."""
         uuid = validation.normalize_uuid(uuid)
         call = _Call(self._enforcer, ctx)
@@ -170,13 +189,13 @@ class ConsumerRepository:
         )
         return call.shown(consumer)
 
-    def can_list(self, ctx: RequestContext) -> bool:
+    def can_list(self, ctx: Any) -> bool:
         """Whether the list rule can allow any row for these credentials (not the data)."""
-        return _Call(self._enforcer, ctx).list_filter().kind != "deny"
+        return _Call(self._enforcer, ctx).decide_list(self._list_decisions).outcome != "denied"
 
     def list(
         self,
-        ctx: RequestContext,
+        ctx: Any,
         *,
         project_id: str | None = None,
         user_id: str | None = None,
@@ -184,11 +203,11 @@ class ConsumerRepository:
         limit: int | str = validation.DEFAULT_LIMIT,
         marker: str | None = None,
     ) -> ConsumerPage:
-        """One page of the consumers the list rule lets the caller see, in uuid order.
+        """One page of the consumers the list and show rules let the caller see, in uuid order.
 
         ``project_id``, ``user_id`` and ``consumer_type`` narrow the list;
         ``marker`` is the ``next_marker`` of the previous page. ``Forbidden``
-        when the rule cannot allow any row for these credentials.
+        when the list rule cannot allow any row for these credentials.
         """
         if project_id is not None:
             project_id = validation.validate_external_id(project_id, "project_id")
@@ -199,25 +218,27 @@ class ConsumerRepository:
         if marker is not None:
             marker = validation.normalize_uuid(marker, "marker")
         call = _Call(self._enforcer, ctx)
-        started = time.perf_counter()
-        row_filter = call.list_filter()
-        call.record_list(row_filter, {"project_id": project_id, "user_id": user_id}, started)
-        if row_filter.kind == "deny":
+        decision = call.decide_list(self._list_decisions)
+        if decision.outcome == "denied":
             raise exception.Forbidden()
+        row_filter = decision.row_filter
         query = db.list_query(project_id=project_id, user_id=user_id, consumer_type=consumer_type)
-        if row_filter.kind == "per_row":
+        if row_filter.condition is not None:
+            query = query.where(row_filter.condition)
+        if row_filter.kind == "deny":  # the show rule hides every row
+            rows: builtins.list[Consumer] = []
+        elif row_filter.kind == "per_row":
             LOG.warning(
-                "listing consumers row by row: the list rule has a part SQL cannot express (%s)",
+                "listing consumers row by row: a rule has a part SQL cannot express (%s)",
                 row_filter.reason,
             )
+            check = sqlfilter.per_row_check(call.snapshot, row_filter, ctx)
             rows = db.transact(
                 self._engine,
-                lambda conn: _scan_per_row(conn, call, query, marker, limit + 1),
+                lambda conn: _scan_per_row(conn, check, query, marker, limit + 1),
                 write=False,
             )
         else:
-            if row_filter.condition is not None:
-                query = query.where(row_filter.condition)
             rows = db.transact(
                 self._engine,
                 lambda conn: db.page(conn, query, marker=marker, limit=limit + 1),
@@ -232,7 +253,7 @@ class ConsumerRepository:
 
     def create(
         self,
-        ctx: RequestContext,
+        ctx: Any,
         uuid: str,
         *,
         project_id: str,
@@ -271,7 +292,7 @@ class ConsumerRepository:
 
     def update(
         self,
-        ctx: RequestContext,
+        ctx: Any,
         uuid: str,
         *,
         generation: int,
@@ -282,8 +303,9 @@ class ConsumerRepository:
         """Set the owners (``None``: unchanged) and type of consumer ``uuid``; bump its generation.
 
         ``generation`` must equal the stored one. ``NotFound`` when missing or
-        not visible; ``Forbidden`` without the update right on the current
-        owner, or without the create right on a new project or user;
+        not visible; ``Forbidden`` without the update right on the row as
+        stored, or, when the owner or the type changes, without the create
+        right on the row as it will be;
         ``ConcurrentUpdate`` on a stale generation; ``Conflict`` at the
         generation ceiling.
         """
@@ -312,8 +334,12 @@ class ConsumerRepository:
                 created_at=current.created_at,
                 updated_at=db.now(),
             )
-            moves = (wanted.project_id, wanted.user_id) != (current.project_id, current.user_id)
-            if moves and not call.allows(CREATE, wanted.target()):
+            # A new owner or type is a new row as far as the rules go: the
+            # caller needs the right to create it (update on the stored row
+            # was checked above).
+            if _attributes(wanted) != _attributes(current) and not call.allows(
+                CREATE, wanted.target()
+            ):
                 raise exception.Forbidden()
             _check_generation(generation, current.generation)
             if current.generation >= validation.MAX_GENERATION:
@@ -324,7 +350,7 @@ class ConsumerRepository:
 
         return db.transact(self._engine, work, write=True)
 
-    def delete(self, ctx: RequestContext, uuid: str, *, generation: int | None = None) -> None:
+    def delete(self, ctx: Any, uuid: str, *, generation: int | None = None) -> None:
         """Delete consumer ``uuid`` (at ``generation``, when given).
 
         ``NotFound`` when missing or not visible; ``Forbidden`` without the
@@ -359,20 +385,44 @@ class ConsumerRepository:
 
 def _scan_per_row(
     conn: Connection,
-    call: _Call,
+    check: Callable[[Mapping[str, Any]], bool],
     query: sqlalchemy.Select[Any],
     marker: str | None,
     wanted: int,
 ) -> builtins.list[Consumer]:
-    """Up to ``wanted`` consumers the list rule allows, deciding row by row."""
+    """Up to ``wanted`` rows of ``query`` that ``check`` allows, read in batches.
+
+    A row on which a rule raises is hidden (fail closed); such rows are
+    reported in one warning per call, not one per row.
+    """
     allowed: builtins.list[Consumer] = []
-    for batch in db.batches(conn, query, marker=marker, size=PER_ROW_BATCH):
-        for row in batch:
-            if call.allows(LIST, row.target()):
-                allowed.append(row)
-                if len(allowed) == wanted:
-                    return allowed
-    return allowed
+    failures: dict[str, int] = {}
+    try:
+        for batch in db.batches(conn, query, marker=marker, size=PER_ROW_BATCH):
+            for consumer in batch:
+                try:
+                    passed = check(consumer.target())
+                except Exception as error:
+                    name = type(error).__name__
+                    failures[name] = failures.get(name, 0) + 1
+                    continue
+                if passed:
+                    allowed.append(consumer)
+                    if len(allowed) == wanted:
+                        return allowed
+        return allowed
+    finally:
+        if failures:
+            LOG.warning(
+                "policy check failed on %d listed row(s) (%s); those rows are hidden",
+                sum(failures.values()),
+                ", ".join(sorted(failures)),
+            )
+
+
+def _attributes(consumer: Consumer) -> tuple[str, str, str | None]:
+    """The attributes whose change needs the create right: the owners and the type."""
+    return consumer.project_id, consumer.user_id, consumer.consumer_type
 
 
 def _check_generation(expected: int, actual: int) -> None:

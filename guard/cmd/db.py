@@ -1,8 +1,7 @@
 """``guard db upgrade``: bring the consumers database to the current schema.
 
 The URL comes from ``--database``, else from ``[database] connection`` of
-the configuration (``--config-file``, ``--config-dir`` or the default
-search, as for every ``guard`` command), else the embedded default ``sqlite:///var/guard.sqlite``
+``--config-file``, else the embedded default ``sqlite:///var/guard.sqlite``
 (as ``guard serve`` uses). Running it again on an up-to-date database
 changes nothing. The URL is never printed: it may carry a password.
 """
@@ -11,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import sqlalchemy
 from oslo_config import cfg
 
+from guard import conf as guard_conf
 from guard import deploy, exception
-from guard.cmd import config
 from guard.db import migration
 
 
@@ -25,6 +25,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="db_action", metavar="ACTION", required=True)
     upgrade = actions.add_parser("upgrade", help="apply the schema migrations (idempotent)")
     upgrade.add_argument("--database", metavar="URL", help="SQLAlchemy URL of the database")
+    upgrade.add_argument(
+        "--config-file", metavar="FILE", type=Path, help="guard.conf to read [database] from"
+    )
     upgrade.add_argument(
         "--revision", default="head", help="target revision (default: %(default)s)"
     )
@@ -35,8 +38,8 @@ def database_url(args: argparse.Namespace) -> str:
     """The URL to migrate: ``--database``, else the configured one, as ``guard serve`` finds it."""
     if args.database:
         return args.database
-    # The configuration's [database] connection, else deploy's SQLite default.
-    conf = config.load_and_log(args)
+    # The config file's [database] connection, else deploy's SQLite default.
+    conf = guard_conf.load([str(args.config_file)] if args.config_file else ())
     return deploy.database_url(conf)
 
 

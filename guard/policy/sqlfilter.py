@@ -27,6 +27,14 @@ Semantics are oslo.policy's (``oslo_policy/_checks.py``), check for check:
 
 Every condition produced is two-valued (never SQL ``NULL``), so ``NOT`` in
 SQL means what ``not`` means in Python even over a nullable column.
+
+Several rules that must all allow a row (a list shows a row only when the
+list rule *and* the show rule allow it) are compiled one by one and joined
+with :func:`conjoin`: the parts SQL can express become one condition, and
+only the rules it cannot are left to :func:`per_row_check`.
+:class:`guard.policy.filtercache.FilterCache` keeps what is compiled per
+policy snapshot and credentials, since compiling costs a good part of a
+list page.
 """
 
 from __future__ import annotations
@@ -56,13 +64,15 @@ class RowFilter:
 
     ``kind`` is ``"allow"`` (every row), ``"deny"`` (no row: do not query),
     ``"condition"`` (the rows where ``condition`` holds) or ``"per_row"``
-    (evaluate the rule on each row; ``reason`` names the rule and the check
-    that could not be compiled).
+    (the rows where ``condition`` holds, when there is one, and that each
+    rule named in ``per_row`` allows, evaluated row by row; ``reason`` names
+    those rules and the checks that could not be compiled).
     """
 
     kind: Kind
     condition: ColumnElement[bool] | None = None
     reason: str | None = None
+    per_row: tuple[str, ...] = ()
 
 
 ALLOW = RowFilter("allow")
@@ -111,7 +121,16 @@ def compile_filter(
     ``uuid``) to the column expression holding it; a key the rule formats
     that is not among them is a key missing from the target.
     """
-    values = policy_creds(creds)
+    return compile_values(snapshot, action, policy_creds(creds), columns)
+
+
+def compile_values(
+    snapshot: Any,
+    action: str,
+    values: Mapping[str, Any],
+    columns: Mapping[str, ColumnElement[Any]],
+) -> RowFilter:
+    """:func:`compile_filter` for credentials already made :func:`policy_creds` values."""
     if not snapshot.rules:
         return DENY  # Enforcer.enforce: no rules at all fails closed
     rule = lookup_rule(snapshot.rules, action)
@@ -123,12 +142,54 @@ def compile_filter(
         return DENY
     compiled = _Compiler(snapshot.rules, values, columns).compile(rule)
     if isinstance(compiled, _PerRow):
-        return RowFilter("per_row", reason=f"rule {action!r}: {compiled.reason}")
+        return RowFilter(
+            "per_row", reason=f"rule {action!r}: {compiled.reason}", per_row=(action,)
+        )
     if compiled is True:
         return ALLOW
     if compiled is False:
         return DENY
     return RowFilter("condition", condition=compiled)
+
+
+def conjoin(*filters: RowFilter) -> RowFilter:
+    """The rows that every one of ``filters`` allows.
+
+    The rules are independent decisions, so their order does not matter:
+    a row passes when each allows it (a rule that raises on a row denies it).
+    """
+    if any(row_filter.kind == "deny" for row_filter in filters):
+        return DENY
+    conditions = [f.condition for f in filters if f.condition is not None]
+    condition = (
+        None if not conditions else conditions[0] if len(conditions) == 1 else and_(*conditions)
+    )
+    per_row = tuple(action for f in filters for action in f.per_row)
+    if per_row:
+        reason = "; ".join(f.reason for f in filters if f.reason)
+        return RowFilter("per_row", condition=condition, reason=reason, per_row=per_row)
+    if condition is None:
+        return ALLOW
+    return RowFilter("condition", condition=condition)
+
+
+def per_row_check(
+    snapshot: Any, row_filter: RowFilter, creds: Any
+) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether the rules ``row_filter`` leaves to Python allow one row's target.
+
+    Evaluates ``snapshot``'s compiled rules as ``Enforcer.enforce`` does once
+    the scope check (done by :func:`compile_filter`) passed, without a
+    decision-log line per row: a list is one decision. An exception a rule
+    raises on a row escapes, for the caller to count and deny.
+    """
+    values = policy_creds(creds)
+    rules = [snapshot.compiled_rule(action) for action in row_filter.per_row]
+
+    def check(target: Mapping[str, Any]) -> bool:
+        return all(rule is not None and rule.evaluate(target, values) for rule in rules)
+
+    return check
 
 
 class _Compiler:
@@ -346,4 +407,14 @@ class _Template:
         return text.in_(values)
 
 
-__all__ = ["ALLOW", "DENY", "RowFilter", "compile_filter", "policy_creds", "token_scope"]
+__all__ = [
+    "ALLOW",
+    "DENY",
+    "RowFilter",
+    "compile_filter",
+    "compile_values",
+    "conjoin",
+    "per_row_check",
+    "policy_creds",
+    "token_scope",
+]

@@ -111,7 +111,7 @@ OK, NF, FB = "ok", "not_found", "forbidden"
 # (persona, owner of the row) -> expected outcome of get, list, create, update, delete.
 # "list" is OK when the row is on the caller's page, NF when the page omits it,
 # FB when the list is refused (403). "create" creates a new consumer owned by
-# that project. Written out by hand from docs/api.md's default rules.
+# that project. Written out by hand from DESIGN.md's default policy.
 MATRIX = {
     ("admin_a", A): (OK, OK, OK, OK, OK),
     ("admin_a", B): (OK, OK, OK, OK, OK),
@@ -302,8 +302,8 @@ def test_move_needs_update_on_old_and_create_on_new_owner(repo, enforcer):
     assert repo.get(persona(enforcer, "reader_b"), row.uuid).project_id == B
 
 
-def test_move_checks_the_create_rule_on_the_new_owner(repo, engine):
-    """A policy where members may update anything in their project but create nowhere."""
+def test_a_change_of_owner_or_type_checks_the_create_rule(repo, engine):
+    """A policy where callers may update anything but create nothing."""
     enforcer = new_enforcer()
     enforcer.set_rules(
         {
@@ -318,9 +318,13 @@ def test_move_checks_the_create_rule_on_the_new_owner(repo, engine):
     row = ConsumerRepository(engine, new_enforcer()).create(
         ctx, new_uuid(), project_id=A, user_id="u"
     )
-    assert guarded.update(ctx, row.uuid, generation=0, consumer_type="VM").generation == 1
-    with pytest.raises(exception.Forbidden):
-        guarded.update(ctx, row.uuid, generation=1, user_id="someone-else")
+    # nothing changes but the generation: update on the stored row is enough
+    assert guarded.update(ctx, row.uuid, generation=0, user_id="u").generation == 1
+    # any change of owner or type needs create on the row as it will be
+    for change in ({"user_id": "someone-else"}, {"project_id": B}, {"consumer_type": "VM"}):
+        with recorded_statements(engine) as statements, pytest.raises(exception.Forbidden):
+            guarded.update(ctx, row.uuid, generation=1, **change)
+        assert writes(statements) == []
 
 
 # ---------------------------------------------------------- create and delete

@@ -16,9 +16,16 @@ from oslo_policy import policy
 from guard.context import RequestContext
 from guard.policies import list_rules
 from guard.policy import make_enforcer
-from guard.policy.sqlfilter import compile_filter
+from guard.policy.filtercache import FilterCache
+from guard.policy.sqlfilter import (
+    compile_filter,
+    compile_values,
+    conjoin,
+    per_row_check,
+)
 
 LIST = "guard:consumers:list"
+SHOW = "guard:consumers:show"
 KEYS = ("project_id", "user_id", "consumer_type", "uuid")
 ROWS = [
     ("pa", "u1", None, "00000000-0000-0000-0000-00000000000a"),
@@ -174,3 +181,122 @@ def test_plain_credential_dicts_are_accepted_like_contexts(table):
         for row in ROWS
         if reference.enforce(LIST, dict(zip(KEYS, row, strict=True)), dict(creds))
     }
+
+
+def selected_with_fallback(engine: sqlalchemy.Engine, snapshot, row_filter, ctx) -> set[str]:
+    """The rows a conjoined filter selects: its SQL part, then its per-row rules."""
+    if row_filter.kind == "deny":
+        return set()
+    query = sqlalchemy.select(*consumers.c)
+    if row_filter.condition is not None:
+        query = query.where(row_filter.condition)
+    with engine.connect() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+    if row_filter.kind != "per_row":
+        return {row["uuid"] for row in rows}
+    check = per_row_check(snapshot, row_filter, ctx)
+    return {row["uuid"] for row in rows if denies_on_error(lambda row=row: check(row))}
+
+
+def denies_on_error(decide) -> bool:
+    """A rule that raises on a row denies it (as the repository hides the row)."""
+    try:
+        return bool(decide())
+    except Exception:
+        return False
+
+
+PAIRS = [
+    # (list rule, show rule, credentials, kind of the conjunction)
+    ("@", "@", {}, "allow"),
+    ("@", "!", {}, "deny"),
+    ("!", "@", {}, "deny"),
+    ("project_id:%(project_id)s", "user_id:%(user_id)s", {"project_id": "pa"}, "condition"),
+    ("@", "user_id:%(user_id)s", {}, "condition"),
+    ("http://127.0.0.1:9/x", "user_id:%(user_id)s", {}, "per_row"),
+    ("project_id:%(project_id)s", "project_id:%(project_id)d", {"project_id": "pb"}, "per_row"),
+]
+
+
+@pytest.mark.parametrize(("list_rule", "show_rule", "creds", "kind"), PAIRS)
+def test_conjoined_filters_select_what_both_rules_allow(table, list_rule, show_rule, creds, kind):
+    guard, reference = enforcers({LIST: list_rule, SHOW: show_rule})
+    ctx = context(**creds)
+    snapshot = guard.snapshot()
+    both = conjoin(
+        compile_filter(snapshot, LIST, ctx, COLUMNS), compile_filter(snapshot, SHOW, ctx, COLUMNS)
+    )
+    assert both.kind == kind
+    if kind == "per_row":
+        # only the rule SQL cannot express is left to Python
+        assert len(both.per_row) == 1
+        if both.per_row == (LIST,):
+            return  # an http check: not evaluated offline
+    expected = {
+        row[3]
+        for row in ROWS
+        if all(
+            denies_on_error(
+                lambda action=action, row=row: reference.enforce(
+                    action, dict(zip(KEYS, row, strict=True)), ctx
+                )
+            )
+            for action in (LIST, SHOW)
+        )
+    }
+    assert selected_with_fallback(table, snapshot, both, ctx) == expected
+
+
+def list_cache(max_entries: int = 1024) -> FilterCache:
+    """A cache of the list rule's filter, counting how often it compiles."""
+
+    def build(snapshot, values):
+        build.calls += 1
+        return compile_values(snapshot, LIST, values, COLUMNS)
+
+    build.calls = 0
+    cache = FilterCache(build, max_entries=max_entries)
+    cache.build = build
+    return cache
+
+
+def test_filter_cache_keys_on_snapshot_and_credentials_values():
+    guard, _ = enforcers({})
+    cache = list_cache(max_entries=4)
+    snapshot = guard.snapshot()
+    reader_a = context(roles=["reader"], project_id="pa")
+    first = cache.get(snapshot, reader_a)
+    assert cache.get(snapshot, context(roles=["reader"], project_id="pa")) is first
+    assert cache.build.calls == 1
+    # other values, other filter: never another caller's condition
+    other = cache.get(snapshot, context(roles=["reader"], project_id="pb"))
+    assert other is not first
+    assert "pb" in other.condition.compile().params.values()
+    # a value's type counts (a rule sees its str()): True, 1, '1' and 'True' differ
+    answers = [
+        cache.get(snapshot, {"roles": ["reader"], "project_id": value})
+        for value in (True, 1, "1", "True")
+    ]
+    assert len({id(answer) for answer in answers}) == 4
+    # nested values take the slow key; equal ones still hit
+    nested = {"roles": ["reader"], "project_id": "pa", "n": {"k": ["v"]}}
+    assert cache.get(snapshot, nested) is cache.get(snapshot, dict(nested))
+    # a new snapshot starts afresh
+    guard.set_rules(policy.Rules.from_dict({LIST: "@"}), overwrite=False, use_conf=False)
+    assert cache.get(guard.snapshot(), reader_a).kind == "allow"
+    # bounded: more callers than entries still answer right
+    for index in range(10):
+        ctx = context(roles=["reader"], project_id=f"p{index}")
+        assert f"p{index}" in cache.get(snapshot, ctx).condition.compile().params.values()
+    assert len(cache._entries) <= 4
+
+
+def test_filter_cache_compiles_unhashable_credentials_every_time():
+    guard, _ = enforcers({LIST: "nested.k:%(user_id)s"})
+    cache = list_cache()
+    creds = {"roles": [], "nested": {"k": "u1"}, "odd": object()}
+    snapshot = guard.snapshot()
+    assert cache.get(snapshot, creds).kind == "condition"
+    assert cache.get(snapshot, creds).kind == "condition"
+    assert cache.build.calls == 2
+    assert cache._entries == {}
