@@ -63,13 +63,15 @@ def machine_summary() -> str:
 def format_table(results: list[BenchResult]) -> str:
     """Render results as a Markdown table (the README shows this table)."""
     lines = [
-        "| benchmark | guard | baseline | guard/s | baseline/s | ratio | goal |",
-        "|---|---|---|---:|---:|---:|---|",
+        "| benchmark | guard | baseline | guard/s | baseline/s | guard us | baseline us "
+        "| ratio | rounds | goal |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r.name} | {r.subject} | {r.baseline} | {r.subject_per_second:,.0f} | "
-            f"{r.baseline_per_second:,.0f} | {r.ratio:.2f} | {r.goal} |"
+            f"{r.baseline_per_second:,.0f} | {r.subject_us:,.1f} | {r.baseline_us:,.1f} | "
+            f"{r.ratio:.2f} | {r.spread} | {r.goal} |"
         )
     return "\n".join(lines)
 
