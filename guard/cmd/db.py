@@ -1,9 +1,15 @@
-"""``guard db upgrade``: bring the consumers database to the current schema.
+"""``guard db upgrade`` and ``guard db version``: the consumers database's schema.
 
 The URL comes from ``--database``, else from ``[database] connection`` of
-``--config-file``, else the embedded default ``sqlite:///var/guard.sqlite``
-(as ``guard serve`` uses). Running it again on an up-to-date database
-changes nothing. The URL is never printed: it may carry a password.
+``--config-file``. With neither, only ``--demo`` uses the embedded default
+``sqlite:///var/guard.sqlite`` (as ``guard serve --demo`` does): a production
+host that lost its configuration must not get a new, empty SQLite file.
+
+Both commands name the database they work on, with its credentials
+replaced by ``***``, and say what failed in words an operator can act on
+(:mod:`guard.db.errors`), never in the driver's text, which may carry the
+password. Exit status: 0 done (``version``: at the head), 1 failed (or not
+at the head), 2 no database named.
 """
 
 from __future__ import annotations
@@ -14,47 +20,142 @@ from pathlib import Path
 
 import sqlalchemy
 from oslo_config import cfg
+from sqlalchemy.engine import make_url
 
 from guard import conf as guard_conf
-from guard import deploy, exception
-from guard.db import migration
+from guard import exception
+from guard.db import api, errors, migration
+
+#: Exit status when no database is named (a usage error, as argparse's).
+NO_DATABASE = 2
+NO_DATABASE_HELP = (
+    "no database configured: set [database] connection in guard.conf (--config-file) or pass "
+    "--database URL; --demo uses the embedded default sqlite:///var/guard.sqlite"
+)
+NOT_AT_HEAD_HELP = "run guard db upgrade"
+
+
+class NoDatabase(ValueError):
+    """Neither ``--database``, nor a configured connection, nor ``--demo``."""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """Add ``upgrade`` (the only action) and its options to ``parser``."""
+    """Add ``upgrade`` and ``version`` and their options to ``parser``."""
     actions = parser.add_subparsers(dest="db_action", metavar="ACTION", required=True)
     upgrade = actions.add_parser("upgrade", help="apply the schema migrations (idempotent)")
-    upgrade.add_argument("--database", metavar="URL", help="SQLAlchemy URL of the database")
-    upgrade.add_argument(
-        "--config-file", metavar="FILE", type=Path, help="guard.conf to read [database] from"
-    )
+    _database_options(upgrade)
     upgrade.add_argument(
         "--revision", default="head", help="target revision (default: %(default)s)"
     )
     upgrade.set_defaults(func=run_upgrade)
+    version = actions.add_parser(
+        "version", help="print the database's schema revision (exit 1 when not at the head)"
+    )
+    _database_options(version)
+    version.set_defaults(func=run_version)
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database", metavar="URL", help="SQLAlchemy URL of the database")
+    parser.add_argument(
+        "--config-file", metavar="FILE", type=Path, help="guard.conf to read [database] from"
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="with no database configured, use the embedded default sqlite:///var/guard.sqlite",
+    )
 
 
 def database_url(args: argparse.Namespace) -> str:
-    """The URL to migrate: ``--database``, else the configured one, as ``guard serve`` finds it."""
+    """The URL to work on: ``--database``, else the configured one, else (``--demo``) the default.
+
+    ``NoDatabase`` when none is named and ``--demo`` is not given.
+    """
     if args.database:
-        return args.database
-    # The config file's [database] connection, else deploy's SQLite default.
+        return str(args.database)
     conf = guard_conf.load([str(args.config_file)] if args.config_file else ())
+    if conf.database.connection:
+        return str(conf.database.connection)
+    if not args.demo:
+        raise NoDatabase(NO_DATABASE_HELP)
+    # Imported here: the WSGI stack it loads (keystonemiddleware) would
+    # double the start-up time of every other ``guard db`` run.
+    from guard import deploy
+
     return deploy.database_url(conf)
 
 
 def run_upgrade(args: argparse.Namespace) -> int:
-    """Apply the migrations; print the resulting revision. Exit status 1 on failure."""
+    """Apply the migrations to the named database; print it and the resulting revision."""
+    url = _url_or_none(args, "upgrade")
+    if url is None:
+        return NO_DATABASE
     try:
-        url = database_url(args)
+        print(f"guard db upgrade: {api.display_url(url)}", flush=True)
         migration.upgrade(url, args.revision)
         revision = migration.current(url)
-    except (sqlalchemy.exc.SQLAlchemyError, exception.Unavailable) as error:
-        # The error text may name the host, user or password: print its kind only.
-        print(f"guard db upgrade: database error ({type(error).__name__})", file=sys.stderr)
-        return 1
-    except (ValueError, cfg.Error) as error:
-        print(f"guard db upgrade: {error}", file=sys.stderr)
-        return 1
+    except Exception as error:
+        return _failed("upgrade", error)
     print(f"database schema at revision {revision}")
     return 0
+
+
+def run_version(args: argparse.Namespace) -> int:
+    """Print the named database's schema revision; exit 1 unless it is at the head."""
+    url = _url_or_none(args, "version")
+    if url is None:
+        return NO_DATABASE
+    try:
+        print(f"guard db version: {api.display_url(url)}", flush=True)
+        if not _sqlite_file_exists(url):
+            print(
+                "guard db version: the SQLite file does not exist: " + NOT_AT_HEAD_HELP,
+                file=sys.stderr,
+            )
+            return 1
+        revision = migration.current(url)
+    except Exception as error:
+        return _failed("version", error)
+    head = migration.head()
+    print(f"database schema at revision {revision or 'none'} (head: {head})")
+    if revision != head:
+        state = "has no schema" if revision is None else "is not at the head"
+        print(f"guard db version: the database {state}: {NOT_AT_HEAD_HELP}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _url_or_none(args: argparse.Namespace, action: str) -> str | None:
+    try:
+        return database_url(args)
+    except (NoDatabase, cfg.Error) as error:
+        print(f"guard db {action}: {error}", file=sys.stderr)
+        return None
+
+
+def _sqlite_file_exists(url: str) -> bool:
+    """Whether ``url`` names a database other than a SQLite file that is missing.
+
+    Connecting to a missing file would create it: reading a version must not.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return True
+    return Path(parsed.database).exists()
+
+
+def _failed(action: str, error: Exception) -> int:
+    """Say what failed (never the driver's text: it may name the password); status 1."""
+    if isinstance(error, sqlalchemy.exc.SQLAlchemyError):
+        detail = errors.describe(error)
+    elif isinstance(error, exception.Unavailable):
+        detail = "the database is unavailable"
+    elif isinstance(error, TimeoutError):
+        detail = str(error)
+    else:
+        detail = f"{type(error).__name__}"
+        if isinstance(error, ValueError | cfg.Error):
+            detail = str(error)
+    print(f"guard db {action}: {detail}", file=sys.stderr)
+    return 1

@@ -103,6 +103,22 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     raise ValueError(f"unsupported database backend {backend!r}: use sqlite, postgresql or mysql")
 
 
+def display_url(url: str) -> str:
+    """``url`` as an operator may see it: credentials (and query options) replaced by ``***``.
+
+    What ``guard db`` names as the database it works on; the password, and
+    the user name with it, never reach a terminal or a log.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"{parsed.drivername}:///{parsed.database or ''}"
+    credentials = "***@" if parsed.username or parsed.password else ""
+    port = f":{parsed.port}" if parsed.port else ""
+    options = "?***" if parsed.query else ""
+    where = f"{parsed.host or ''}{port}/{parsed.database or ''}"
+    return f"{parsed.drivername}://{credentials}{where}{options}"
+
+
 def _create_sqlite_engine(url: sqlalchemy.URL, **kwargs: Any) -> Engine:
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
     engine = sqlalchemy.create_engine(url, connect_args=connect_args, **kwargs)
