@@ -172,21 +172,35 @@ def test_spoofed_roles_beside_a_valid_token_are_ignored(
 def test_spoofed_system_scope_grants_nothing(
     app: webtest.TestApp, tokens: ksm_fixture.AuthTokenFixture
 ) -> None:
+    """auth_token replaces the identity headers: the spoof is ignored, not honoured.
+
+    The member stays the project-scoped member of project A: exactly its own
+    rows, nothing of project B, no write outside A.
+    """
     admin, admin_user = add_token(tokens, unique("proj-ops"), ["admin", "member", "reader"])
     project_a, project_b = unique("proj-a"), unique("proj-b")
-    member, _ = add_token(tokens, project_a, ["member", "reader"])
+    member, member_user = add_token(tokens, project_a, ["member", "reader"])
     consumer = f"/consumers/{uuid.uuid4()}"
     body = {"project_id": project_b, "user_id": admin_user, "consumer_generation": None}
     assert put(app, consumer, admin, body).status_int == 201
+    own_uuid = str(uuid.uuid4())
+    own = {"project_id": project_a, "user_id": member_user, "consumer_generation": None}
+    assert put(app, f"/consumers/{own_uuid}", member, own).status_int == 201
     spoof = {"X-Auth-Token": member, "OpenStack-System-Scope": "all", "X-Roles": "admin"}
     hidden = app.get(consumer, headers=spoof, status="*")
     check_error(hidden.status_int, hidden.headers, hidden.body, 404, "guard.not_found")
     listed = app.get(f"/consumers?project_id={project_b}", headers=spoof, status="*")
-    assert listed.status_int in (200, 403)
-    if listed.status_int == 200:
-        assert listed.json == {"consumers": [], "next_marker": None}
+    assert listed.status_int == 200  # a project-scoped member may list: its own rows only
+    assert listed.json == {"consumers": [], "next_marker": None}
+    mine = app.get("/consumers", headers=spoof, status="*")
+    assert mine.status_int == 200
+    assert [row["uuid"] for row in mine.json["consumers"]] == [own_uuid]
+    assert mine.json["next_marker"] is None
     response = app.delete(consumer, headers=spoof, status="*")
     check_error(response.status_int, response.headers, response.body, 404, "guard.not_found")
+    body_b = {"project_id": project_b, "user_id": member_user, "consumer_generation": None}
+    response = put(app, f"/consumers/{uuid.uuid4()}", member, body_b, **spoof)
+    check_error(response.status_int, response.headers, response.body, 403, "guard.forbidden")
     assert app.get(consumer, headers={"X-Auth-Token": admin}).json["generation"] == 0
 
 

@@ -7,7 +7,10 @@
    path) and a line with a raw uuid and a token to redact. The stream discards
    what it is given, so the baseline is all formatting and no I/O: the
    strictest comparison (a file or a socket only adds to both sides).
-2. A simulated request that records one decision, with a decision-log sink
+2. ``redact()`` on 250 KB of hostile text (``"token"*50000``, repeated
+   ``--os-password``, unclosed quotes, ...), in CPU milliseconds per call
+   (goal: under 50 ms: the patterns run in linear time).
+3. A simulated request that records one decision, with a decision-log sink
    100 times slower than the request rate, against the same request without
    a decision log (goal: requests unaffected, the overflow dropped and counted).
 
@@ -192,10 +195,48 @@ def _decision_log_result(quick: bool) -> BenchResult:
     )
 
 
+#: 250 KB texts a client could make guard log (a header, a path, a body),
+#: each built to make a backtracking pattern quadratic.
+HOSTILE_BYTES = 250_000
+HOSTILE_TEXTS = {
+    '"token"*50000': "token" * 50_000,
+    "repeated --os-password": "--os-password " * (HOSTILE_BYTES // 14),
+    "repeated 'password: \"' (unclosed quotes)": 'password: "' * (HOSTILE_BYTES // 11),
+    "repeated 'X-Auth-Token: x '": "X-Auth-Token: x " * (HOSTILE_BYTES // 16),
+    "hex runs glued with dashes": "0123456789abcdef-" * (HOSTILE_BYTES // 17),
+}
+HOSTILE_GOAL = "redact() < 50 ms per 250 KB (linear time)"
+
+
+def _hostile_results(quick: bool) -> list[BenchResult]:
+    """redact() on 250 KB of hostile text against one linear pass over it (``str.lower``)."""
+    seconds = 0.05 if quick else 0.3
+    results = []
+    for label, text in HOSTILE_TEXTS.items():
+        text = text[:HOSTILE_BYTES]
+        subject, baseline = _interleaved_rates(
+            lambda text=text: guard_log.redact(text),
+            lambda text=text: text.lower(),
+            seconds,
+            rounds=1 if quick else 3,
+        )
+        results.append(
+            BenchResult(
+                name=f"redact hostile text: {label}",
+                subject=f"redact() ({1e3 / subject:.1f} ms per {len(text) // 1000} KB, CPU)",
+                baseline=f"str.lower() ({1e3 / baseline:.2f} ms)",
+                subject_per_second=subject,
+                baseline_per_second=baseline,
+                goal=HOSTILE_GOAL,
+            )
+        )
+    return results
+
+
 def run(quick: bool = False) -> list[BenchResult]:
-    """Measure the filter and the decision log; see the module docstring."""
+    """Measure the filter, hostile redaction and the decision log; see the module docstring."""
     guard_log.install(b"bench key")
-    return [*_filter_results(quick), _decision_log_result(quick)]
+    return [*_filter_results(quick), *_hostile_results(quick), _decision_log_result(quick)]
 
 
 if __name__ == "__main__":
