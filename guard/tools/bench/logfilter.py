@@ -215,8 +215,8 @@ def _hostile_results(quick: bool) -> list[BenchResult]:
     for label, text in HOSTILE_TEXTS.items():
         text = text[:HOSTILE_BYTES]
         subject, baseline = _interleaved_rates(
-            lambda text=text: guard_log.redact(text),
-            lambda text=text: text.lower(),
+            functools.partial(guard_log.redact, text),
+            text.lower,
             seconds,
             rounds=1 if quick else 3,
         )
