@@ -41,7 +41,8 @@ _FLUSH_POLL_S = 0.005
 
 def _value(source: Any, name: str) -> Any:
     """A value of the credentials or target: a mapping's key or an object's attribute."""
-    if isinstance(source, Mapping):
+    # A plain dict first: the ABC check of Mapping costs more than the lookup.
+    if type(source) is dict or isinstance(source, Mapping):
         return source.get(name)
     return getattr(source, name, None)
 

@@ -16,6 +16,8 @@ def parse_query(req: webob.Request, allowed: frozenset[str]) -> dict[str, str]:
 
     The detail lists the allowed names and never echoes what the client sent.
     """
+    if not req.environ.get("QUERY_STRING"):
+        return {}  # most requests: no need to build webob's parsed query
     try:
         items = list(req.GET.items())
     except UnicodeDecodeError:

@@ -110,9 +110,14 @@ class Consumer:
 
 
 def _iso8601(moment: datetime.datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SSZ`` in UTC.
+
+    ``isoformat`` rather than ``strftime``: a quarter of the cost, twice a
+    consumer (measured with guard.tools.bench.pipeline); the same text.
+    """
     if moment.tzinfo is not None:
-        moment = moment.astimezone(datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = moment.astimezone(datetime.UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="seconds") + "Z"
 
 
 def now() -> datetime.datetime:
