@@ -5,8 +5,15 @@ listed by :func:`list_opts` for ``oslo-config-generator --namespace guard``
 (the ``oslo.config.opts`` entry point), which writes
 ``etc/guard/guard.conf.sample``::
 
-    oslo-config-generator --namespace guard --namespace oslo.policy \\
+    oslo-config-generator --namespace guard --namespace oslo.log --namespace oslo.policy \\
         --namespace keystonemiddleware.auth_token --output-file etc/guard/guard.conf.sample
+
+:func:`load` reads the files as OpenStack services do: ``--config-file`` and
+``--config-dir`` as given, else (with ``search``) oslo.config's default
+search for project ``guard`` (``~/.guard/guard.conf``, ``~/guard.conf``,
+``/etc/guard/guard.conf``, ``/etc/guard.conf`` and the ``guard.conf.d``
+directories beside them). oslo.log's options are registered on every
+``ConfigOpts`` it makes, with guard's defaults (:data:`LOG_DEFAULTS`).
 
 This module imports nothing of guard.
 """
@@ -14,10 +21,18 @@ This module imports nothing of guard.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
 
 from oslo_config import cfg
+from oslo_log import _options as oslo_log_options
+from oslo_log import log as oslo_log
 from oslo_middleware import sizelimit
+from oslo_middleware.healthcheck import opts as healthcheck_opts
+
+PROJECT = "guard"
 
 #: The contract's body limit: 65,536 bytes pass, 65,537 are 413.
 MAX_REQUEST_BODY_SIZE = 65536
@@ -90,12 +105,45 @@ api_opts = [
 ]
 
 
+#: guard's defaults for oslo.log's options. Logs go to stderr (as gunicorn's
+#: own do), so ``guard serve``'s stdout carries only what it prints for the
+#: operator; ``[DEFAULT] log_file`` adds a file, ``use_stderr = false`` drops
+#: stderr. The context format is oslo.log's without ``%(user_identity)s`` and
+#: ``%(instance)s``: user and project names are not id-shaped, so the redacting
+#: filter could not fingerprint them, and a log line must not carry them raw.
+LOG_DEFAULTS: dict[str, Any] = {
+    "use_stderr": True,
+    "logging_context_format_string": "%(asctime)s.%(msecs)03d %(process)d %(levelname)s "
+    "%(name)s [%(global_request_id)s %(request_id)s] %(message)s",
+    "logging_default_format_string": "%(asctime)s.%(msecs)03d %(process)d %(levelname)s "
+    "%(name)s [-] %(message)s",
+}
+
+
+def set_log_sample_defaults() -> None:
+    """guard's oslo.log defaults, for ``oslo-config-generator`` (``oslo.config.opts.defaults``).
+
+    It changes the options' defaults process-wide, so only the generator
+    calls it; :func:`register_opts` sets them per ``ConfigOpts`` instead.
+    """
+    cfg.set_defaults(oslo_log_options.generic_log_opts, use_stderr=LOG_DEFAULTS["use_stderr"])
+    cfg.set_defaults(
+        oslo_log_options.log_opts,
+        **{name: value for name, value in LOG_DEFAULTS.items() if name != "use_stderr"},
+    )
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    """Register guard's options (and the body limit's guard default) on ``conf``."""
+    """Register guard's and oslo.log's options (with guard's defaults) on ``conf``."""
+    oslo_log.register_options(conf)
+    for name, value in LOG_DEFAULTS.items():
+        conf.set_default(name, value)
     conf.register_opts(database_opts, group="database")
     conf.register_opts(guard_opts, group="guard")
     conf.register_opts(api_opts, group="api")
     conf.register_opts(sizelimit.OPTS, group="oslo_middleware")
+    # oslo.middleware's drain file, read by guard's healthcheck.
+    conf.register_opts(healthcheck_opts.DISABLE_BY_FILE_OPTS, group="healthcheck")
     conf.set_default("max_request_body_size", MAX_REQUEST_BODY_SIZE, group="oslo_middleware")
 
 
@@ -114,16 +162,54 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
         ("guard", guard_opts),
         ("api", api_opts),
         ("oslo_middleware", [_body_limit_as_guard_sets_it()]),
+        ("healthcheck", healthcheck_opts.DISABLE_BY_FILE_OPTS),
     ]
 
 
-def load(config_files: Sequence[str] = (), args: Sequence[str] = ()) -> cfg.ConfigOpts:
-    """A fresh ``ConfigOpts`` with guard's options, read from ``config_files`` only.
+def version() -> str:
+    """guard's version, as installed."""
+    try:
+        return metadata.version(PROJECT)
+    except metadata.PackageNotFoundError:  # a checkout that was never installed
+        return "unknown"
 
-    A private object rather than the global ``cfg.CONF``, so that two
-    services (or two tests) in one process never share configuration.
+
+def load(
+    config_files: Sequence[str] = (),
+    *,
+    config_dirs: Sequence[str] = (),
+    search: bool = False,
+) -> cfg.ConfigOpts:
+    """A fresh ``ConfigOpts`` with guard's options, read as oslo.config reads a command's.
+
+    ``config_files`` and ``config_dirs`` are what ``--config-file`` and
+    ``--config-dir`` name (a missing file raises
+    ``cfg.ConfigFilesNotFoundError``). With ``search``, what is not given is
+    found by oslo.config's default search for project ``guard``, as the
+    commands and the WSGI entry point do; without it (a library, a test) only
+    the given files are read. A private object rather than the global
+    ``cfg.CONF``, so that two services (or two tests) in one process never
+    share configuration.
     """
     conf = cfg.ConfigOpts()
     register_opts(conf)
-    conf(list(args), project="guard", default_config_files=list(config_files))
+    argv: list[str] = []
+    for path in config_files:
+        argv += ["--config-file", str(path)]
+    for path in config_dirs:
+        argv += ["--config-dir", str(path)]
+    defaults: dict[str, Any] = {}
+    if not search:
+        defaults = {"default_config_files": [], "default_config_dirs": []}
+    conf(argv, project=PROJECT, prog=PROJECT, version=version(), **defaults)
     return conf
+
+
+@functools.cache
+def for_paste(config_file: str | None) -> cfg.ConfigOpts:
+    """One ``ConfigOpts`` per guard.conf for PasteDeploy's factories, which share it.
+
+    The ``guard`` filter, keystonemiddleware's ``authtoken`` and the
+    ``consumers`` app of one ``api-paste.ini`` then read one configuration.
+    """
+    return load([config_file] if config_file else [])

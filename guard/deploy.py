@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from guard import audit, policy
 from guard import conf as guard_conf
+from guard.api import healthcheck
 from guard.api.app import make_app
 from guard.db import api as db_api
 from guard.db import migration
@@ -108,9 +109,28 @@ def build_services(
     )
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment's shared parts and the pipeline that serves them."""
+
+    services: Services
+    app: WSGIApp
+
+    def close(self) -> None:
+        """Write the queued decisions, close the connections (a worker on its way out)."""
+        self.services.close()
+
+
+def build(conf: cfg.ConfigOpts, *, pipeline: str, policy_file: str | None = None) -> Deployment:
+    """The services (no migration) and the named pipeline for ``conf``."""
+    services = build_services(conf, policy_file=policy_file)
+    return Deployment(services, build_pipeline(services, pipeline))
+
+
 def build_api(services: Services) -> WSGIApp:
     """The consumers API application, without any filter."""
-    return make_app(services.repository, services.enforcer, services.decision_log)
+    checks = healthcheck.backends(services.conf, services.repository, services.engine)
+    return make_app(services.repository, services.enforcer, services.decision_log, checks)
 
 
 class PipelineError(ValueError):
@@ -135,24 +155,27 @@ def build_pipeline(services: Services, pipeline: str) -> WSGIApp:
         app = auth_token.AuthProtocol(
             app, {"oslo_config_config": services.conf, "delay_auth_decision": True}
         )
-        keystone = services.conf.keystone_authtoken  # registered by AuthProtocol
-        if not (keystone.www_authenticate_uri or keystone.auth_type):
-            raise PipelineError(
-                "the main pipeline needs [keystone_authtoken] www_authenticate_uri and the "
-                "service's credentials (auth_type, auth_url, ...) in the configuration file"
-            )
+        _require_keystone_settings(services.conf)
     app = SizeLimit(app, services.conf)
     return RequestId(app, services.conf)
+
+
+def _config_file(global_conf: dict[str, str], local_conf: dict[str, str]) -> str | None:
+    """The guard.conf a paste section names (``config_file``, in it or in ``[DEFAULT]``)."""
+    return local_conf.get("config_file") or global_conf.get("config_file")
 
 
 @functools.cache
 def shared_services(config_file: str | None) -> Services:
     """One set of services per configuration file, for PasteDeploy's factories.
 
-    It shares the enforcer the ``guard`` filter of the same file uses.
+    It shares the configuration and the enforcer the ``guard`` filter of the
+    same file uses. The database is not migrated: loading an application
+    never changes a schema (``guard db upgrade`` does, once); a database not
+    at the schema head answers 503 on the healthcheck.
     """
-    conf = guard_conf.load([config_file] if config_file else [])
-    return build_services(conf, enforcer=shared_enforcer(config_file), migrate=True)
+    conf = guard_conf.for_paste(config_file)
+    return build_services(conf, enforcer=shared_enforcer(config_file))
 
 
 def app_factory(global_conf: dict[str, str], **local_conf: str) -> WSGIApp:
@@ -161,5 +184,42 @@ def app_factory(global_conf: dict[str, str], **local_conf: str) -> WSGIApp:
     ``config_file`` (in the section or ``[DEFAULT]``) names the guard.conf
     with the database URL and the policy options.
     """
-    config_file = local_conf.get("config_file") or global_conf.get("config_file")
-    return build_api(shared_services(config_file))
+    return build_api(shared_services(_config_file(global_conf, local_conf)))
+
+
+def authtoken_filter_factory(global_conf: dict[str, str], **local_conf: str) -> Any:
+    """PasteDeploy factory of keystonemiddleware's ``auth_token`` reading guard.conf.
+
+    keystonemiddleware reads ``[keystone_authtoken]`` from the ``ConfigOpts``
+    it is handed (``oslo_config_config``), else from the global ``cfg.CONF``,
+    which nothing in a paste-loaded guard parses; so it gets the one
+    configuration the ``guard`` filter and the app read. Options in the
+    paste section (``delay_auth_decision``) still override the file's. As
+    :func:`build_pipeline` does, it refuses to load without the settings it
+    needs to answer a 401.
+    """
+    config_file = _config_file(global_conf, local_conf)
+    conf = guard_conf.for_paste(config_file)
+    options = {
+        name: value
+        for name, value in {**global_conf, **local_conf}.items()
+        if name != "config_file"
+    }
+    options.pop("__file__", None)
+    options.pop("here", None)
+
+    def _filter(app: WSGIApp) -> WSGIApp:
+        protocol = auth_token.AuthProtocol(app, {**options, "oslo_config_config": conf})
+        _require_keystone_settings(conf)
+        return protocol
+
+    return _filter
+
+
+def _require_keystone_settings(conf: cfg.ConfigOpts) -> None:
+    keystone = conf.keystone_authtoken  # registered by AuthProtocol
+    if not (keystone.www_authenticate_uri or keystone.auth_type):
+        raise PipelineError(
+            "the main pipeline needs [keystone_authtoken] www_authenticate_uri and the "
+            "service's credentials (auth_type, auth_url, ...) in the configuration file"
+        )

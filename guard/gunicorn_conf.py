@@ -1,7 +1,10 @@
 """gunicorn settings for guard: ``gunicorn -c python:guard.gunicorn_conf guard.wsgi:application``.
 
 Command-line flags override these (``--workers 4 --bind 127.0.0.1:8778``);
-so do the ``GUARD_*`` environment variables read below. Why each choice:
+so do the ``GUARD_*`` environment variables read below. ``guard serve
+--workers N`` applies the same settings (:class:`guard.cmd.serve.GunicornServer`,
+with a ``worker_exit`` of its own). This module imports nothing of guard at
+import time. Why each choice:
 
 * ``gthread`` workers: a database-bound app waits on the network, so a few
   threads per process overlap those waits, and unlike ``sync`` workers they
@@ -49,13 +52,17 @@ _SETTINGS = (
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """On the worker's way out: write its queued decisions, close its connections."""
+    """On the worker's way out: write its queued decisions, close its connections.
+
+    The worker served ``guard.wsgi:application``; imported here, at exit, so
+    that reading these settings builds nothing.
+    """
     from guard import wsgi
 
     wsgi.close()
 
 
 def settings() -> dict[str, Any]:
-    """These settings by name, for :class:`guard.wsgi.GunicornServer`."""
+    """These settings by name, for :class:`guard.cmd.serve.GunicornServer`."""
     module = globals()
     return {name: module[name] for name in _SETTINGS}

@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import string
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -52,6 +53,8 @@ _ASCII_ALNUM = frozenset(string.ascii_letters + string.digits)
 # Values up to this length are cached by the fingerprinter: ids are short, and
 # a cache keyed by anything longer would let clients fill memory.
 _CACHED_VALUE_LEN = 80
+# Characters hashed at a time (a slice's UTF-8 stays small).
+_HASH_SLICE = 8192
 _QUOTE_STARTS = frozenset("\"'\\b")
 # Texts longer than this look for their hints with substring tests.
 _LONG_TEXT = 512
@@ -85,8 +88,12 @@ class Fingerprinter:
     def _compute(self, value: str) -> str:
         if patterns.HEX_ID_RE.fullmatch(value):
             value = value.replace("-", "").lower()
-        digest = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256)
-        return f"<id:{digest.hexdigest()[:8]}>"
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        # In slices: a long value (a client's path segment) is never copied
+        # whole into bytes, so hashing it adds no large allocation.
+        for start in range(0, len(value), _HASH_SLICE):
+            mac.update(value[start : start + _HASH_SLICE].encode("utf-8", "surrogatepass"))
+        return f"<id:{mac.hexdigest()[:8]}>"
 
 
 class _Scope:
@@ -336,6 +343,29 @@ class RedactingFilter(logging.Filter):
 
 
 _FILTER = RedactingFilter()
+
+
+def log_redacted(logger: logging.Logger, level: int, message: str) -> None:
+    """Log ``message``, composed by guard of parts already safe, without a second pass.
+
+    For guard's own line-per-request logs (the access line, the decision
+    log): every part of ``message`` is a fingerprint, a number, a fixed word,
+    a request id checked against its pattern, or text its caller passed
+    through :func:`redact`. The record is marked as redacted, as the filter
+    marks a record it has done, so the handlers' filter does not scan the
+    whole line again; and it is made without ``findCaller``'s walk of the
+    stack. Measured need: both cost about half of the two lines' 40 us
+    budget a request (guard.tools.bench.logfilter).
+    """
+    if not logger.isEnabledFor(level):
+        return
+    caller = sys._getframe(1)
+    code = caller.f_code
+    record = logger.makeRecord(
+        logger.name, level, code.co_filename, caller.f_lineno, message, (), None, code.co_name
+    )
+    record.__dict__[_MARK] = True
+    logger.handle(record)
 
 
 def _carries_filter(handler: logging.Handler) -> bool:

@@ -35,6 +35,7 @@ from typing import Any
 import webob
 import webob.dec
 import webob.exc
+from oslo_config import cfg
 from oslo_context import context as oslo_context
 from oslo_middleware import request_id as oslo_request_id
 from oslo_middleware import sizelimit
@@ -49,7 +50,7 @@ from guard.api.environ import (
     ENV_REQUEST_ID,
     TRUSTED_STATUS,
 )
-from guard.api.errors import JSON, error_for_status, error_response
+from guard.api.errors import error_for_status, error_response
 from guard.context import Authorizer, RequestContext
 from guard.policy.paths import resolve_policy_file
 
@@ -60,16 +61,21 @@ REQUEST_ID_HEADER = "X-Openstack-Request-Id"
 PUBLIC_PATHS = frozenset({"/", "/healthcheck"})
 # The contract's pattern of an inbound global request id (oslo's, matched whole).
 _GLOBAL_REQUEST_ID_RE = re.compile(r"req-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
-# Path segments that are route names, logged as they are; anything else in a
-# path (uuids, typos, probes) is fingerprinted, so no id and no client-chosen
-# text reaches the access log raw.
-_ROUTE_WORDS = frozenset({"", "consumers", "healthcheck"})
+# A path segment logged as it is: a route word of guard's or of any service
+# the filter is pasted in front of (``consumers``, ``v2.1``, ``os-hypervisors``).
+# A segment that is id-shaped (a run of 8 hex digits: uuids dashed or not,
+# keystone ids; or digits only) or not word-shaped (percent-decoded junk,
+# long probes) is fingerprinted, so no id reaches the access log raw.
+_ROUTE_WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9._~-]{0,63}")
+_ID_SHAPED_RE = re.compile(r"[0-9a-fA-F]{8}")
 # Query parameter names the API defines, logged as they are (values are not).
 _QUERY_NAMES = frozenset(
     {"project_id", "user_id", "consumer_type", "limit", "marker", "consumer_generation"}
 )
 # Query parameters whose values are ids, fingerprinted whatever they look like.
 _IDENTITY_PARAMS = frozenset({"project_id", "user_id"})
+# URLs longer than this bypass the standard library's urlsplit cache.
+_CACHED_URL_LEN = 2048
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
 _DIGITS_RE = re.compile(r"[0-9]{1,20}")
 
@@ -134,16 +140,14 @@ def ensure_request_ids(environ: dict[str, Any]) -> None:
 def loggable_target(path: str, query: str) -> str:
     """The path and query with every id, value and unknown word fingerprinted.
 
-    Only route words, the API's parameter names and plain numbers (limits,
+    Only route words (of guard's API or of any service the filter wraps), the
+    API's parameter names and plain numbers as query values (limits,
     generations) stay readable; a value of an identity-bearing parameter
     (``project_id``, ``user_id``) is fingerprinted even when it is a number.
     ``path`` and ``query`` may be raw (undecoded) WSGI strings: they are only
     split and hashed, never decoded here.
     """
-    logged = "/".join(
-        segment if segment in _ROUTE_WORDS else guard_log.fingerprint(segment)
-        for segment in path.split("/")
-    )
+    logged = "/".join(_loggable_segment(segment) for segment in path.split("/"))
     if not query:
         return logged
     pairs = []
@@ -156,6 +160,13 @@ def loggable_target(path: str, query: str) -> str:
     return f"{logged}?{'&'.join(pairs)}"
 
 
+def _loggable_segment(segment: str) -> str:
+    """A path segment as the access log shows it: a route word, or its fingerprint."""
+    if not segment or (_ROUTE_WORD_RE.fullmatch(segment) and not _ID_SHAPED_RE.search(segment)):
+        return segment
+    return guard_log.fingerprint(segment)
+
+
 def undecodable(environ: dict[str, Any]) -> bool:
     """Whether the path or the query is not UTF-8 once percent-decoded.
 
@@ -166,7 +177,9 @@ def undecodable(environ: dict[str, Any]) -> bool:
     """
     try:
         for key in ("SCRIPT_NAME", "PATH_INFO"):
-            environ.get(key, "").encode("latin-1").decode("utf-8")
+            value = environ.get(key, "")
+            if not value.isascii():  # ASCII is UTF-8: no copy for the usual path
+                value.encode("latin-1").decode("utf-8")
         query = environ.get("QUERY_STRING", "")
         if query and (not query.isascii() or "%" in query):
             urllib.parse.unquote_to_bytes(query.encode("latin-1")).decode("utf-8")
@@ -188,12 +201,41 @@ def _scrub_values(context: RequestContext) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
+def bound_url_cache() -> None:
+    """Keep long URLs out of the standard library's ``urlsplit`` cache.
+
+    CPython 3.11+ caches ``urllib.parse.urlsplit`` (128 entries, keyed by the
+    URL), and waitress splits every request's URI with it: 128 unique 150 KB
+    paths from clients that never authenticate pin ~50 MiB. guard caches
+    only id-sized values itself (:mod:`guard.log`), and holds the servers it
+    runs in to the same rule: URLs up to 2 KB still use the cache, longer
+    ones are split without it. Process-wide and idempotent; called when a
+    guard middleware is built.
+    """
+    cached = urllib.parse.urlsplit
+    uncached = getattr(cached, "__wrapped__", None)
+    if uncached is None or getattr(cached, "_guard_bounded", False):
+        return
+
+    def urlsplit(url: Any, scheme: Any = "", allow_fragments: bool = True) -> Any:
+        if len(url) <= _CACHED_URL_LEN:
+            return cached(url, scheme, allow_fragments)
+        return uncached(url, scheme, allow_fragments)
+
+    functools.update_wrapper(urlsplit, cached)
+    urlsplit._guard_bounded = True
+    urlsplit.cache_clear = cached.cache_clear
+    urlsplit.cache_info = cached.cache_info
+    urllib.parse.urlsplit = urlsplit
+
+
 class GuardMiddleware:
     """The edge filter: trusted identity in, contract-shaped errors out."""
 
     def __init__(self, application: WSGIApp, enforcer: Authorizer | None) -> None:
         self.application = application
         self.enforcer = enforcer
+        bound_url_cache()
 
     # Plain WSGI, not webob's wsgify or Request.get_response: building a
     # webob Response around the app's answer (and another for webob to call)
@@ -255,10 +297,9 @@ class GuardMiddleware:
                     request_id,
                 )
                 return _error(exception.Internal(), request_id)
-        code = int(status[:3])
-        if code >= 400 and _media_type(headers) != JSON:
-            allowed = [m.strip() for m in (_header(headers, "allow") or "").split(",")]
-            return _error(error_for_status(code, [m for m in allowed if m]), request_id)
+        # Whatever the application answered passes through as it is (status,
+        # headers, body): the filter may wrap any service, whose own errors
+        # are its own. guard's API answers its errors in the contract's JSON.
         return status, headers, body
 
     @staticmethod
@@ -275,14 +316,22 @@ class GuardMiddleware:
         length = _content_length(headers)
         if length is None:
             length = sum(len(chunk) for chunk in body)
-        ACCESS_LOG.info(
-            "%s %s %s %d bytes %d us %s",
-            _method(environ),
-            loggable_target(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")),
-            status[:3],
-            length,
-            (time.perf_counter() - started) * 1_000_000,
-            request_id,
+        # Every part is a checked method, a fingerprinted target, a number or
+        # a request id of the contract's pattern: logged as redacted.
+        if not _GLOBAL_REQUEST_ID_RE.fullmatch(request_id):
+            request_id = guard_log.fingerprint(request_id)
+        # The caller's global request id too (the context's, checked against
+        # the contract's pattern), so one request can be followed across
+        # services whatever the log format.
+        global_request_id = getattr(environ.get(ENV_CONTEXT), "global_request_id", None)
+        global_id = f" global {global_request_id}" if global_request_id else ""
+        elapsed_us = int((time.perf_counter() - started) * 1_000_000)
+        guard_log.log_redacted(
+            ACCESS_LOG,
+            logging.INFO,
+            f"{_method(environ)} "
+            f"{loggable_target(environ.get('PATH_INFO', ''), environ.get('QUERY_STRING', ''))} "
+            f"{status[:3]} {length} bytes {elapsed_us} us {request_id}{global_id}",
         )
 
 
@@ -307,10 +356,6 @@ def _header(headers: list[tuple[str, str]], key: str) -> str | None:
         if name.lower() == key:
             return value
     return None
-
-
-def _media_type(headers: list[tuple[str, str]]) -> str:
-    return (_header(headers, "content-type") or "").split(";", 1)[0].strip()
 
 
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
@@ -375,7 +420,9 @@ class SizeLimit(sizelimit.RequestBodySizeLimiter):
     ``LimitingReader`` as oslo does.
     """
 
-    def __init__(self, application: WSGIApp | None, conf: Any = None) -> None:
+    def __init__(
+        self, application: WSGIApp | None, conf: cfg.ConfigOpts | dict[str, str] | None = None
+    ) -> None:
         super().__init__(application, conf)
         # Read once: oslo's _conf_get re-applies a paste value per request.
         self.max_size: int = self._conf_get("max_request_body_size")
@@ -394,9 +441,9 @@ class SizeLimit(sizelimit.RequestBodySizeLimiter):
 
 
 @functools.cache
-def shared_enforcer(config_file: str | None) -> Any:
+def shared_enforcer(config_file: str | None) -> policy.Enforcer:
     """One policy enforcer per configuration file, shared by paste's factories."""
-    conf = guard_conf.load([config_file] if config_file else [])
+    conf = guard_conf.for_paste(config_file)
     return policy.make_enforcer(conf, resolve_policy_file(conf))
 
 
@@ -404,9 +451,13 @@ def filter_factory(global_conf: dict[str, str], **local_conf: str) -> Callable[.
     """PasteDeploy factory of :class:`GuardMiddleware`.
 
     ``config_file`` (in the filter's section or ``[DEFAULT]``) names the
-    guard.conf whose ``[oslo_policy]`` options configure the policy engine.
+    guard.conf whose ``[oslo_policy]`` options configure the policy engine
+    and whose ``[guard] fingerprint_key`` keys the log fingerprints. The
+    redacting filter goes on the process's log handlers; their setup is the
+    service's own (it is not changed here).
     """
     config_file = local_conf.get("config_file") or global_conf.get("config_file")
+    guard_log.install(guard_conf.for_paste(config_file).guard.fingerprint_key)
     enforcer = shared_enforcer(config_file)
 
     def _filter(app: WSGIApp) -> GuardMiddleware:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -36,10 +37,11 @@ import sqlalchemy
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from guard import exception, validation
+from guard import audit, exception, validation
+from guard.context import RequestContext
 from guard.db import consumers as db
 from guard.db.consumers import Consumer
-from guard.policy import PolicySnapshot, sqlfilter
+from guard.policy import Enforcer, PolicySnapshot, sqlfilter
 from guard.policy.filtercache import FilterCache
 
 LOG = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ class _Call:
 
     __slots__ = ("ctx", "enforcer", "snapshot")
 
-    def __init__(self, enforcer: Any, ctx: Any) -> None:
+    def __init__(self, enforcer: Enforcer, ctx: RequestContext) -> None:
         self.enforcer = enforcer
         self.ctx = ctx
         self.snapshot: PolicySnapshot = enforcer.snapshot()
@@ -144,6 +146,29 @@ class _Call:
         """
         return decisions.get(self.snapshot, self.ctx)
 
+    def record_list(self, decision: ListDecision, target: dict[str, Any], started: float) -> None:
+        """The one decision-log line of a list request (all rows, filtered, or denied)."""
+        # A show rule that hides every row still answers 200: "filtered".
+        kind = {"denied": "deny", "allowed_all": "allow"}.get(decision.outcome, "condition")
+        log = getattr(self.enforcer, "decision_log", None)
+        if log is None:
+            return
+        try:
+            compiled = self.snapshot.compiled_rule(LIST)
+            log.record(
+                action=LIST,
+                allowed=decision.outcome != "denied",
+                branch=audit.list_branch(kind, compiled.label if compiled else None),
+                creds=self.ctx,
+                target=target,
+                revision=self.snapshot.revision,
+                microseconds=(time.perf_counter() - started) * 1e6,
+                request_id=getattr(self.ctx, "request_id", None),
+                global_request_id=getattr(self.ctx, "global_request_id", None),
+            )
+        except Exception:  # the decision stands whatever the log does
+            LOG.debug("The decision log failed to record a list decision", exc_info=True)
+
 
 def _decide_list(snapshot: PolicySnapshot, values: Mapping[str, Any]) -> ListDecision:
     """How a list is decided for callers with these credential ``values``.
@@ -170,14 +195,14 @@ class ConsumerRepository:
     policy snapshot and makes all of its decisions on it.
     """
 
-    def __init__(self, engine: Engine, enforcer: Any) -> None:
+    def __init__(self, engine: Engine, enforcer: Enforcer) -> None:
         self._engine = engine
         self._enforcer = enforcer
         self._list_decisions = FilterCache(_decide_list)
 
     # -- reads ------------------------------------------------------------------------
 
-    def get(self, ctx: Any, uuid: str) -> Consumer:
+    def get(self, ctx: RequestContext, uuid: str) -> Consumer:
         """The consumer ``uuid``; ``NotFound`` when missing or not visible to the caller."""
         uuid = validation.normalize_uuid(uuid)
         call = _Call(self._enforcer, ctx)
@@ -189,13 +214,13 @@ class ConsumerRepository:
         )
         return call.shown(consumer)
 
-    def can_list(self, ctx: Any) -> bool:
+    def can_list(self, ctx: RequestContext) -> bool:
         """Whether the list rule can allow any row for these credentials (not the data)."""
         return _Call(self._enforcer, ctx).decide_list(self._list_decisions).outcome != "denied"
 
     def list(
         self,
-        ctx: Any,
+        ctx: RequestContext,
         *,
         project_id: str | None = None,
         user_id: str | None = None,
@@ -218,7 +243,9 @@ class ConsumerRepository:
         if marker is not None:
             marker = validation.normalize_uuid(marker, "marker")
         call = _Call(self._enforcer, ctx)
+        started = time.perf_counter()
         decision = call.decide_list(self._list_decisions)
+        call.record_list(decision, {"project_id": project_id, "user_id": user_id}, started)
         if decision.outcome == "denied":
             raise exception.Forbidden()
         row_filter = decision.row_filter
@@ -253,7 +280,7 @@ class ConsumerRepository:
 
     def create(
         self,
-        ctx: Any,
+        ctx: RequestContext,
         uuid: str,
         *,
         project_id: str,
@@ -292,7 +319,7 @@ class ConsumerRepository:
 
     def update(
         self,
-        ctx: Any,
+        ctx: RequestContext,
         uuid: str,
         *,
         generation: int,
@@ -350,7 +377,7 @@ class ConsumerRepository:
 
         return db.transact(self._engine, work, write=True)
 
-    def delete(self, ctx: Any, uuid: str, *, generation: int | None = None) -> None:
+    def delete(self, ctx: RequestContext, uuid: str, *, generation: int | None = None) -> None:
         """Delete consumer ``uuid`` (at ``generation``, when given).
 
         ``NotFound`` when missing or not visible; ``Forbidden`` without the

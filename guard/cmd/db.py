@@ -1,9 +1,11 @@
 """``guard db upgrade`` and ``guard db version``: the consumers database's schema.
 
 The URL comes from ``--database``, else from ``[database] connection`` of
-``--config-file``. With neither, only ``--demo`` uses the embedded default
-``sqlite:///var/guard.sqlite`` (as ``guard serve --demo`` does): a production
-host that lost its configuration must not get a new, empty SQLite file.
+the configuration (``--config-file``, ``--config-dir`` or oslo.config's
+default search, as for every ``guard`` command). With neither, only
+``--demo`` uses the embedded default ``sqlite:///var/guard.sqlite`` (as
+``guard serve --demo`` does): a production host that lost its
+configuration must not get a new, empty SQLite file.
 
 Both commands name the database they work on, with its credentials
 replaced by ``***``, and say what failed in words an operator can act on
@@ -22,8 +24,8 @@ import sqlalchemy
 from oslo_config import cfg
 from sqlalchemy.engine import make_url
 
-from guard import conf as guard_conf
 from guard import exception
+from guard.cmd import config
 from guard.db import api, errors, migration
 
 #: Exit status when no database is named (a usage error, as argparse's).
@@ -58,9 +60,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _database_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database", metavar="URL", help="SQLAlchemy URL of the database")
     parser.add_argument(
-        "--config-file", metavar="FILE", type=Path, help="guard.conf to read [database] from"
-    )
-    parser.add_argument(
         "--demo",
         action="store_true",
         help="with no database configured, use the embedded default sqlite:///var/guard.sqlite",
@@ -74,7 +73,9 @@ def database_url(args: argparse.Namespace) -> str:
     """
     if args.database:
         return str(args.database)
-    conf = guard_conf.load([str(args.config_file)] if args.config_file else ())
+    # The configuration's [database] connection (found as for every guard
+    # command: guard.cmd.config adds --config-file/--config-dir to each).
+    conf = config.load_and_log(args)
     if conf.database.connection:
         return str(conf.database.connection)
     if not args.demo:

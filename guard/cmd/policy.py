@@ -20,6 +20,8 @@ from typing import Any
 from oslo_config import cfg
 from oslo_policy import generator
 
+from guard import conf as guard_conf
+from guard.cmd import config
 from guard.policy import Enforcer, PolicyFileError, make_enforcer
 from guard.policy.paths import PolicyFileMissing, resolve_policy_file
 
@@ -39,28 +41,30 @@ PERSONAS: dict[str, dict[str, Any]] = {
 DIFF_TARGET = {"project_id": PROJECT, "user_id": "user-a", "consumer_type": None}
 
 
-def _conf(config_file: str | None) -> cfg.ConfigOpts:
-    conf = cfg.ConfigOpts()
-    args = ["--config-file", config_file] if config_file else []
-    conf(args, project="guard", default_config_files=[], default_config_dirs=[])
-    return conf
+def _conf(args: argparse.Namespace) -> cfg.ConfigOpts:
+    """The command's guard.conf (``--config-file``, ``--config-dir`` or the default search).
+
+    Logging is left as Python sets it: these tools print their findings, and
+    run in-process from tests and other tools, whose logging they must not
+    replace.
+    """
+    return config.load(args)
 
 
-def _load(config_file: str | None, policy_file: str | None) -> Enforcer:
+def _load(conf: cfg.ConfigOpts, policy_file: str | None) -> Enforcer:
     """The enforcer of ``policy_file`` (relative to the cwd) or of the configured file.
 
     Raises :class:`PolicyFileError` for an invalid file, and its subclass
     ``PolicyFileMissing`` for a file named but missing or unreadable (the
     defaults would be compared or explained instead: never silently).
     """
-    conf = _conf(config_file)
     return make_enforcer(conf, policy_file=resolve_policy_file(conf, policy_file))
 
 
 def validate(args: argparse.Namespace) -> int:
     """Print every problem of the policy file; 1 when there is an error."""
     try:
-        enforcer = _load(args.config_file, args.file)
+        enforcer = _load(_conf(args), args.file)
     except PolicyFileMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -105,7 +109,7 @@ def _json_object(text: str) -> dict[str, Any]:
 def explain(args: argparse.Namespace) -> int:
     """Print why ``--rule`` allows or denies ``--creds`` on ``--target``."""
     try:
-        enforcer = _load(args.config_file, args.policy_file)
+        enforcer = _load(_conf(args), args.policy_file)
     except PolicyFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -114,7 +118,8 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def _decisions(path: str) -> dict[tuple[str, str], bool]:
-    enforcer = _load(None, path)
+    # The file alone decides: no guard.conf is read.
+    enforcer = _load(guard_conf.load(), path)
     names = sorted(set(enforcer.registered_rules) | set(enforcer.file_rules))
     return {
         (name, persona): bool(enforcer.enforce(name, dict(DIFF_TARGET), dict(creds)))
@@ -158,7 +163,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     check = commands.add_parser("validate", help="validate a policy file (exit 1 on errors)")
     check.add_argument("file", nargs="?", help="policy file (default: the configured one)")
-    check.add_argument("--config-file", help="guard.conf naming [oslo_policy] policy_file")
     check.set_defaults(func=validate)
 
     sampler = commands.add_parser("sample", help="print the sample policy file")
@@ -170,7 +174,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     why.add_argument("--creds", required=True, type=_json_object, help="JSON object")
     why.add_argument("--target", default={}, type=_json_object, help="JSON object")
     why.add_argument("--policy-file", help="policy file (default: guard's defaults)")
-    why.add_argument("--config-file", help="guard.conf naming [oslo_policy] policy_file")
     why.set_defaults(func=explain)
 
     compare = commands.add_parser("diff", help="decisions that change between two files")

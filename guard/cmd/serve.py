@@ -2,9 +2,13 @@
 
 The database is migrated on start (a SQLite file ``./var/guard.sqlite``
 unless configured), the policy file validated (an invalid one refuses the
-start with an error naming rule and line), the redacting log filter
-installed and the access log on at INFO. Options come from oslo.config files
-(``--config-file``); the flags override them.
+start with an error naming rule and line), logging set up by oslo.log with
+guard's redacting filter on every handler, and the access log on at INFO.
+Options come from oslo.config (``--config-file``, ``--config-dir``, else the
+default search); the flags override them.
+
+``--workers N`` embeds gunicorn (:class:`GunicornServer`): the application
+is built in each worker after the fork (:class:`guard.wsgi.ForkSafeApplication`).
 """
 
 from __future__ import annotations
@@ -14,21 +18,22 @@ import functools
 import ipaddress
 import logging
 import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy.exc
 import waitress
+from gunicorn.app.base import BaseApplication
 from oslo_config import cfg
 from sqlalchemy.engine import make_url
 
+from guard import audit, deploy, exception, gunicorn_conf, logsetup, policy, wsgi
 from guard import conf as guard_conf
-from guard import deploy, exception, policy
-from guard import log as guard_log
+from guard.cmd import config
 from guard.policy.paths import resolve_policy_file
 from guard.tools import demo
 
 LOG = logging.getLogger("guard.serve")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -40,13 +45,6 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="SQLAlchemy URL (default: SQLite file ./var/guard.sqlite)",
     )
     parser.add_argument("--policy-file", metavar="PATH", help="operator policy YAML file")
-    parser.add_argument(
-        "--config-file",
-        metavar="PATH",
-        action="append",
-        default=[],
-        help="guard.conf file (may be repeated; later files win)",
-    )
     parser.add_argument(
         "--pipeline",
         choices=guard_conf.PIPELINES,
@@ -63,9 +61,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-level",
-        default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level of guard's loggers on stderr (default: %(default)s)",
+        help="level of guard's loggers (adds guard=LEVEL to [DEFAULT] default_log_levels; "
+        "default: INFO, DEBUG with [DEFAULT] debug)",
     )
     parser.add_argument(
         "--demo",
@@ -110,20 +108,10 @@ def bind_warning(pipeline: str, host: str) -> str | None:
     )
 
 
-def _configure_logging(level: str, fingerprint_key: str | None) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    logging.getLogger("guard").setLevel(level)
-    guard_log.install(fingerprint_key)
-
-
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted; 2 when the configuration is refused."""
     try:
-        conf = guard_conf.load(args.config_file)
+        conf = config.load(args)
         _apply_flags(conf, args)
     except (cfg.Error, ValueError) as error:
         print(f"guard serve: invalid configuration: {error}", file=sys.stderr)
@@ -133,7 +121,9 @@ def serve(args: argparse.Namespace) -> int:
     if args.demo and conf.guard.pipeline != "trusted":
         print("guard serve: --demo prints lines for the trusted pipeline only", file=sys.stderr)
         return 2
-    _configure_logging(args.log_level, conf.guard.fingerprint_key)
+    if args.log_level:
+        logsetup.set_level(conf, args.log_level)
+    logsetup.setup(conf)
     try:
         # Resolved once, here: a relative --policy-file is relative to this cwd.
         args.policy_file = resolve_policy_file(conf, args.policy_file)
@@ -183,6 +173,7 @@ def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services
         ident="guard",
     )
     _announce(args, conf, services, server.effective_port)
+    audit.flush_on_sigterm()  # queued decision-log lines are written before a SIGTERM stop
     try:
         server.run()
     except KeyboardInterrupt:
@@ -204,21 +195,63 @@ def _run_gunicorn(args: argparse.Namespace, conf: Any, services: deploy.Services
         return 2
     _announce(args, conf, services, conf.api.bind_port)
     services.close()
-    from guard import wsgi  # gunicorn is loaded only for --workers
-
-    wsgi.run_gunicorn(
+    run_gunicorn(
         functools.partial(
-            wsgi.build_from,
-            conf,
-            pipeline=conf.guard.pipeline,
-            policy_file=args.policy_file,
-            log_level=args.log_level,
+            wsgi.build_from, conf, pipeline=conf.guard.pipeline, policy_file=args.policy_file
         ),
         bind=f"{_url_host(conf.api.bind_host)}:{conf.api.bind_port}",
         workers=args.workers,
         threads=conf.api.threads,
     )
     return 0
+
+
+class GunicornServer(BaseApplication):
+    """gunicorn, embedded: :mod:`guard.gunicorn_conf`'s settings plus overrides.
+
+    ``factory`` (e.g. a :func:`guard.wsgi.build_from` partial) runs in each
+    worker, and again in any process that inherited its result
+    (:class:`guard.wsgi.ForkSafeApplication`). Its own ``worker_exit`` closes
+    the application it built (queued decisions written, connections closed).
+    """
+
+    def __init__(self, factory: Callable[[], deploy.Deployment], settings: Mapping[str, Any]):
+        self._application = wsgi.ForkSafeApplication(factory)
+        self._settings = dict(settings)
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings = {**gunicorn_conf.settings(), **self._settings, "worker_exit": self.worker_exit}
+        for name, value in settings.items():
+            if name in self.cfg.settings:  # gunicorn versions differ in their settings
+                self.cfg.set(name, value)
+
+    def load(self) -> wsgi.ForkSafeApplication:
+        return self._application.prepare()
+
+    def worker_exit(self, server: Any, worker: Any) -> None:
+        """gunicorn's hook, in a worker on its way out."""
+        self._application.close()
+
+
+def run_gunicorn(
+    factory: Callable[[], deploy.Deployment],
+    *,
+    bind: str,
+    workers: int,
+    threads: int | None = None,
+    **settings: Any,
+) -> None:
+    """Serve the application ``factory()`` builds with gunicorn until it is stopped.
+
+    ``settings`` are further gunicorn settings (``timeout``, ``keepalive``,
+    ...). Returns when the master exits (SIGTERM, SIGINT); gunicorn exits the
+    process with status 3 when workers cannot boot (e.g. an invalid policy).
+    """
+    overrides: dict[str, Any] = {"bind": [bind], "workers": workers, **settings}
+    if threads is not None:
+        overrides["threads"] = threads
+    GunicornServer(factory, overrides).run()
 
 
 def _url_host(host: str) -> str:

@@ -32,7 +32,7 @@ def _set_guard_defaults(conf: cfg.ConfigOpts) -> None:
     """guard's oslo.policy defaults: new defaults only, and scope enforced.
 
     With them a system-scoped token fails guard's project-scoped rules
-    (DESIGN.md). oslo.policy 6 always enforces scope and has no
+    (docs/api.md). oslo.policy 6 always enforces scope and has no
     ``enforce_scope`` option any more; older releases do.
     """
     conf.set_default("enforce_new_defaults", True, group="oslo_policy")

@@ -30,6 +30,7 @@ from typing import Any
 
 from oslo_policy import _checks
 
+from guard.log import fingerprint
 from guard.policy.depth import MAX_DEPTH
 
 # A compiled check: (target, creds) -> the value oslo.policy's check returns.
@@ -323,8 +324,9 @@ def branch_label(check: _checks.BaseCheck, depth: int = 0) -> str:
     """A short, id-free label of a check, for the decision log and explain.
 
     ``rule:``/``role:`` references, ``@``, ``!`` and target templates are
-    shown; a literal right side (which may be a project or user id) is
-    replaced by ``<value>``. Operands deeper than ``MAX_DEPTH`` are ``...``.
+    shown; a literal on either side (which may be a project or user id, as in
+    ``'acme-billing-prod':%(project_id)s``) becomes its keyed fingerprint, as
+    ids do in every log line. Operands deeper than ``MAX_DEPTH`` are ``...``.
     """
     kind = type(check)
     if depth >= MAX_DEPTH:
@@ -337,6 +339,9 @@ def branch_label(check: _checks.BaseCheck, depth: int = 0) -> str:
         joiner = " and " if kind is _checks.AndCheck else " or "
         return "(" + joiner.join(branch_label(c, depth + 1) for c in check.rules) + ")"
     if isinstance(check, _checks.Check):
-        match = check.match if "%(" in check.match else "<value>"
-        return f"{check.kind}:{match}"
+        match = check.match if "%(" in check.match else fingerprint(check.match)
+        left = check.kind
+        if left[:1] in ("'", '"'):
+            left = fingerprint(left[1:-1])
+        return f"{left}:{match}"
     return type(check).__name__

@@ -27,6 +27,7 @@ from oslo_config import cfg
 from oslo_context import context
 from oslo_policy import _checks, policy
 
+from guard.audit import DecisionRecorder
 from guard.policy.compiler import token_scope
 from guard.policy.errors import PolicyFileError, Problem
 from guard.policy.explain import Explanation, explain
@@ -75,8 +76,8 @@ class Enforcer(policy.Enforcer):
         super().__init__(
             conf, policy_file, rules, default_rule, use_conf, overwrite, fallback_to_json_file
         )
-        #: ``None`` or an object with ``record(**decision)`` (``guard.audit.DecisionLog``).
-        self.decision_log: Any = None
+        #: Told of each decision (``guard.audit.DecisionLog``), or ``None``.
+        self.decision_log: DecisionRecorder | None = None
         #: Why the policy files are not in force (refused, missing, empty), or ``None``.
         self.last_reload_error: str | None = None
         #: Warnings (not errors) about the policy files last read.

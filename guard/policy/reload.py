@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# Files are reported once they have not changed for this long (DESIGN.md: 1 s).
+# Files are reported once they have not changed for this long (docs/api.md: 1 s).
 QUIET_SECONDS = 1.0
 # Extra age asked of a file's own timestamps, for file systems with coarse clocks.
 COARSE_MARGIN = 1.0
 # Default seconds between two polls: a change is applied within
-# interval + QUIET_SECONDS + interval of the last write (2 s; DESIGN.md allows 3).
+# interval + QUIET_SECONDS + interval of the last write (2 s; docs/api.md allows 3).
 DEFAULT_INTERVAL = 0.5
 
 

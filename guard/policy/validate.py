@@ -112,17 +112,35 @@ _YAML_TOKEN = re.compile(r"[^\w\s]|\\[a-z]|\\x[0-9a-f]{2}|<[a-z ]+>")
 
 
 @dataclass(frozen=True)
+class _Key:
+    """A top-level key as PyYAML read it."""
+
+    line: int
+    name: str
+    #: Written in quotes, as guard's sample writes rule names.
+    quoted: bool
+
+
+@dataclass(frozen=True)
 class _Outline:
     """The file's top-level keys with their lines, read from PyYAML's event stream."""
 
-    keys: list[tuple[int, str]]
+    keys: list[_Key]
     #: Whether a read stopped in the last key's entry (else: between two entries).
     in_value: bool
 
-    def rule_at(self, line: int | None) -> str | None:
-        """The last key that starts at or before ``line``."""
-        found = [key for key_line, key in self.keys if line is None or key_line <= line]
-        return found[-1] if found else None
+    def blame(self, line: int | None, in_entry: bool) -> tuple[str | None, str | None]:
+        """The rule a problem at ``line`` lies in, else the rule before it.
+
+        The entry's key is named only when it is quoted: an unquoted word that
+        starts a broken line may be anything (a value, an id), not a rule name.
+        """
+        keys = [key for key in self.keys if line is None or key.line <= line]
+        if in_entry and keys and keys[-1].quoted:
+            return keys[-1].name, None
+        if in_entry:
+            keys = keys[:-1]
+        return None, keys[-1].name if keys else None
 
 
 def _line(mark: Any) -> int | None:
@@ -136,7 +154,7 @@ def _outline(text: str) -> tuple[_Outline, yaml.YAMLError | None, int | None]:
     Returns the outline, the YAML error that stopped the read (if any) and
     the line of a value nested deeper than any rule (if any).
     """
-    keys: list[tuple[int, str]] = []
+    keys: list[_Key] = []
     depth = 0
     entries = 0  # nodes completed in the root collection: a key at each even count
     last_line = 0  # where the last event read ends
@@ -152,7 +170,8 @@ def _outline(text: str) -> tuple[_Outline, yaml.YAMLError | None, int | None]:
                 entries += depth == 1
             elif isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)) and depth == 1:
                 if entries % 2 == 0 and isinstance(event, yaml.ScalarEvent):
-                    keys.append((_line(event.start_mark) or 0, event.value))
+                    quoted = event.style in ("'", '"')
+                    keys.append(_Key(_line(event.start_mark) or 0, event.value, quoted))
                 entries += 1
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -170,8 +189,8 @@ def _yaml_problem(source: str, outline: _Outline, exc: yaml.YAMLError, read: boo
     """A YAML error, named by the rule it lies in (by its key, never the line's text).
 
     ``read`` says the error stopped the outline's read: it lies in the last
-    key's value, or between two entries (then the rule before is named in
-    the message, no rule is blamed).
+    key's entry, or between two entries. When no rule can be blamed, the
+    message names the rule before the error.
     """
     mark = getattr(exc, "problem_mark", None)
     line = mark.line + 1 if mark is not None else None
@@ -179,11 +198,9 @@ def _yaml_problem(source: str, outline: _Outline, exc: yaml.YAMLError, read: boo
     # The parser quotes what it found (a tag, an alias, a character): that is the
     # file's text, which a problem never carries.
     reason = _QUOTED.sub(_quoted_yaml_text, reason)
-    if not read or outline.in_value:
-        return Problem(source, line, outline.rule_at(line), f"YAML error: {reason}")
-    before = outline.rule_at(line)
+    rule, before = outline.blame(line, in_entry=not read or outline.in_value)
     after = f" after rule {before!r}" if before is not None else ""
-    return Problem(source, line, None, f"YAML error{after}: {reason}")
+    return Problem(source, line, rule, f"YAML error{after}: {reason}")
 
 
 def parse_policy_text(text: str, source: str) -> FileRules:
@@ -192,8 +209,9 @@ def parse_policy_text(text: str, source: str) -> FileRules:
     if error is not None:
         return FileRules(source, problems=[_yaml_problem(source, outline, error, read=True)])
     if too_deep is not None:
-        rule = outline.rule_at(too_deep)
-        message = "the value nests deeper than any rule can (a rule is a string)"
+        rule, before = outline.blame(too_deep, in_entry=True)
+        after = f" (after rule {before!r})" if before is not None else ""
+        message = f"the value nests deeper than any rule can{after}; a rule is a string"
         return FileRules(source, problems=[Problem(source, too_deep, rule, message)])
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -218,7 +236,8 @@ def parse_policy_text(text: str, source: str) -> FileRules:
         rules.lines[name] = line
     for name, value in data.items():
         if not isinstance(name, str):
-            rules.problems.append(Problem(source, None, str(name), "a rule name must be a string"))
+            line = rules.lines.get(str(name))
+            rules.problems.append(Problem(source, line, None, "a rule name must be a string"))
             continue
         reason = _value_problem(value)
         if reason:

@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN.md, row by row, through the whole ``trusted`` pipeline.
+"""The HTTP contract of docs/api.md, row by row, through the whole ``trusted`` pipeline.
 
 In-process (WebTest) on a real SQLite file, with the real policy engine and
 repository; each test makes its own projects and consumers, so tests share
@@ -217,7 +217,7 @@ def test_unknown_path_is_404(client: Client, cast: Cast, path: str) -> None:
         ("POST", f"/consumers/{FIXED_UUID}", "DELETE, GET, PUT"),
         ("PATCH", "/consumers/not-a-uuid", "DELETE, GET, PUT"),
         ("PUT", "/", "GET"),
-        ("POST", "/healthcheck", "GET"),
+        ("POST", "/healthcheck", "GET, HEAD"),  # HEAD as oslo.middleware's healthcheck
     ],
 )
 def test_other_method_is_405_with_allow(

@@ -21,6 +21,7 @@ from paste.deploy import loadapp
 
 from guard import conf as guard_conf
 from guard import deploy
+from guard.db import migration
 from tests.functional.support import REQUEST_ID_RE, check_error, unique
 
 PASTE_INI = Path(__file__).resolve().parents[2] / "etc" / "guard" / "api-paste.ini"
@@ -208,6 +209,7 @@ def test_spoofed_system_scope_grants_nothing(
 def test_paste_ini_pipelines(
     tmp_path: Path, sqlite_url: str, tokens: ksm_fixture.AuthTokenFixture, pipeline: str
 ) -> None:
+    migration.upgrade(sqlite_url)  # loading an app never migrates
     app = webtest.TestApp(
         loadapp(
             f"config:{PASTE_INI}",

@@ -1,4 +1,4 @@
-"""Policy file paths as operators write them, on real processes (DESIGN.md: fails closed).
+"""Policy file paths as operators write them, on real processes (docs/api.md: the policy file).
 
 A relative path on the command line is relative to the working directory; a
 relative ``[oslo_policy] policy_file`` is found beside the configuration file.

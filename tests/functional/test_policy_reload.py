@@ -1,6 +1,6 @@
 """guard's fail-closed hot reload on real files, with an injected clock.
 
-Every case of DESIGN.md "Policy file handling fails closed" (a saved change
+Every case of docs/api.md "The policy file" (a saved change
 applied once the file is quiet for 1 s and within 3 s, bad edits refused,
 missing, dangling and empty files never applied, ``{}`` meaning the defaults)
 is driven through real policy files and a real ``guard.policy.Enforcer`` built

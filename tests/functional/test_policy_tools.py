@@ -206,7 +206,7 @@ def test_oslopolicy_checker_runs_on_guards_effective_policy(tmp_path):
 
 
 def test_the_update_rule_documents_what_a_change_of_owner_needs():
-    """DESIGN.md's PUT row: update on the row as stored, create on the row as it will be."""
+    """docs/api.md's PUT rules: update on the row as stored, create on the row as it will be."""
     (update,) = [rule for rule in list_rules() if rule.name == "guard:consumers:update"]
     words = " ".join(update.description.split())
     assert "checked on the consumer as stored" in words

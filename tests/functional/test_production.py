@@ -199,7 +199,7 @@ def test_four_workers_ride_out_a_database_restart_and_a_bad_policy_save(
 
         # (b) An invalid policy file is refused whole; the last good one stays in force.
         deployment.policy_file.write_text(INVALID_POLICY)
-        time.sleep(3.0)  # applied once quiet for 1 s, within 3 s (DESIGN.md)
+        time.sleep(3.0)  # applied once quiet for 1 s, within 3 s (docs/api.md)
         status, health = deployment.health()
         assert status == 200
         assert "guard:consumers:delete" in health["policy"]["last_reload_error"]
@@ -240,7 +240,8 @@ def test_four_workers_ride_out_a_database_restart_and_a_bad_policy_save(
     log = deployment.log_file.read_text()
     assert log.count("Booting worker with pid") == 4
     assert "Traceback" not in log
-    assert "guard.access PUT /consumers/<id:" in log  # the access log, redacted
+    # the access log, redacted, in oslo.log's format ([global-request-id request-id])
+    assert re.search(r"INFO guard\.access \[\S+ req-\S+\] PUT /consumers/<id:", log)
     assert not UUID_RE.findall(log) and not HEX_ID_RE.findall(log)  # ids only as fingerprints
 
 
@@ -275,7 +276,7 @@ def test_a_forked_worker_builds_its_own_engine(sqlite_url):
     def build():
         builders.append(os.getpid())
         services = deploy.build_services(conf, migrate=True)
-        return services, deploy.build_pipeline(services, "trusted")
+        return deploy.Deployment(services, deploy.build_pipeline(services, "trusted"))
 
     app = wsgi.ForkSafeApplication(build).prepare()  # built here, as under --preload
     assert webtest.TestApp(app).get("/").status_int == 200
@@ -294,10 +295,11 @@ def test_a_forked_worker_builds_its_own_engine(sqlite_url):
 RUN_GUNICORN = """
 import functools, sys
 from guard import conf, wsgi
-config = conf.load([])
+from guard.cmd import serve
+config = conf.load([], config_dirs=sys.argv[3:])
 config.set_override("connection", sys.argv[1], group="database")
-wsgi.run_gunicorn(functools.partial(wsgi.build_from, config, pipeline="trusted"),
-                  bind=sys.argv[2], workers=2, threads=2)
+serve.run_gunicorn(functools.partial(wsgi.build_from, config, pipeline="trusted"),
+                   bind=sys.argv[2], workers=2, threads=2)
 """
 
 
@@ -305,11 +307,13 @@ def test_run_gunicorn_serves_what_the_factory_builds_in_each_worker(sqlite_url, 
     migrate(sqlite_url)
     port = free_port()
     log_file = tmp_path / "gunicorn.log"
+    conf_dir = tmp_path / "guard.conf.d"
+    conf_dir.mkdir()
+    (conf_dir / "10-logging.conf").write_text(f"[DEFAULT]\nlog_config_append = {LOGGING_CONF}\n")
     with log_file.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", RUN_GUNICORN, sqlite_url, f"127.0.0.1:{port}"],
+            [sys.executable, "-c", RUN_GUNICORN, sqlite_url, f"127.0.0.1:{port}", str(conf_dir)],
             cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "GUARD_LOG_CONFIG": str(LOGGING_CONF)},
         )  # fmt: skip
     server = Deployment(f"http://127.0.0.1:{port}", port, sqlite_url, tmp_path, log_file,
                         process)  # fmt: skip
@@ -326,6 +330,6 @@ def test_run_gunicorn_serves_what_the_factory_builds_in_each_worker(sqlite_url, 
     assert log.count("Booting worker with pid") == 2
     assert "Using worker: gthread" in log  # guard.gunicorn_conf's settings applied
     assert "INFO guard.access GET /consumers 200" in log
-    # etc/guard/logging.conf (GUARD_LOG_CONFIG) sends the decision log as bare JSON lines.
+    # etc/guard/logging.conf (log_config_append) sends the decision log as bare JSON lines.
     decisions = [json.loads(line) for line in log.splitlines() if line.startswith('{"time"')]
     assert {"action": "admin", "allowed": True}.items() <= decisions[0].items()

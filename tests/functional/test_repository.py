@@ -111,7 +111,7 @@ OK, NF, FB = "ok", "not_found", "forbidden"
 # (persona, owner of the row) -> expected outcome of get, list, create, update, delete.
 # "list" is OK when the row is on the caller's page, NF when the page omits it,
 # FB when the list is refused (403). "create" creates a new consumer owned by
-# that project. Written out by hand from DESIGN.md's default policy.
+# that project. Written out by hand from docs/api.md's default rules.
 MATRIX = {
     ("admin_a", A): (OK, OK, OK, OK, OK),
     ("admin_a", B): (OK, OK, OK, OK, OK),

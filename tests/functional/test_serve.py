@@ -32,7 +32,7 @@ from tests.functional.support import REQUEST_ID_RE
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "etc" / "guard" / "guard.conf.sample"
-SAMPLE_NAMESPACES = ["guard", "oslo.policy", "keystonemiddleware.auth_token"]
+SAMPLE_NAMESPACES = ["guard", "oslo.log", "oslo.policy", "keystonemiddleware.auth_token"]
 STARTUP_TIMEOUT = 60
 
 

@@ -7,6 +7,7 @@ from oslo_config import cfg
 from oslo_context import context
 from oslo_policy import _checks, policy
 
+from guard.log import fingerprint
 from guard.policies import InvalidDefaultsFile, list_rules, load_rule_defaults
 from guard.policy import Enforcer, make_enforcer
 from guard.policy.validate import check_string_problem
@@ -158,15 +159,24 @@ def test_a_failing_decision_log_never_changes_a_decision(enforcer):
         enforcer.authorize("guard:consumers:show", dict(TARGET), {"roles": []}, do_raise=True)
 
 
-def test_branch_labels_hide_literal_values():
+def test_branch_labels_fingerprint_literal_values():
     enforcer = Enforcer(new_conf(), use_conf=False)
     enforcer.set_rules(
-        policy.Rules.from_dict({"r": "project_id:0123abcd or role:admin"}), use_conf=False
+        policy.Rules.from_dict(
+            {
+                "r": "project_id:0123abcd or role:admin",
+                "b": "'acme-billing-prod':%(project_id)s",
+            }
+        ),
+        use_conf=False,
     )
     log = RecordingLog()
     enforcer.decision_log = log
     enforcer.enforce("r", {}, {"project_id": "0123abcd"})
-    assert log.records[0]["branch"] == "project_id:<value>"
+    assert log.records[0]["branch"] == f"project_id:{fingerprint('0123abcd')}"
+    enforcer.enforce("b", {"project_id": "acme-billing-prod"}, {})
+    assert log.records[1]["branch"] == f"{fingerprint('acme-billing-prod')}:%(project_id)s"
+    assert "acme-billing-prod" not in str([record["branch"] for record in log.records])
     explanation = enforcer.explain("r", {}, {"project_id": "nope"})
     assert "0123abcd" not in str(explanation)
 

@@ -1,7 +1,8 @@
-"""The package's shape: no import cycle, the service never imports the tools, small modules.
+"""The package's shape: layers import downwards, the service never imports the tools,
+no module over 500 lines (no import cycle at all: test_imports.py).
 
-Read from the source with :mod:`ast` (nothing is imported), so a cycle hidden
-in a function-level import counts as much as one at the top of a module.
+Read from the source with :mod:`ast` (nothing is imported), so a function-level
+import counts as much as one at the top of a module.
 """
 
 from __future__ import annotations
@@ -13,9 +14,24 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_LINES = 500
 #: The wing that is not the service: the service must not import it.
 TOOLING = ("guard.cmd", "guard.tools", "guard.testing", "guard.__main__")
-#: Cycles known when this test was written, being removed (issue 12 item 3).
-#: Delete an entry when its cycle is gone; the test fails on any other cycle.
-KNOWN_CYCLES = {("guard.gunicorn_conf", "guard.wsgi")}
+#: The layers of the README's layout, top to bottom: a module imports only modules
+#: of its own layer or of layers below it. A new module needs a place here.
+LAYERS = (
+    ("guard.cmd", "guard.tools", "guard.testing", "guard.__main__"),
+    ("guard.wsgi", "guard.gunicorn_conf"),
+    ("guard.deploy",),
+    ("guard.middleware",),
+    ("guard.api",),
+    ("guard.repository",),
+    ("guard.policy", "guard.policies"),
+    ("guard.db",),
+    ("guard.audit",),
+    ("guard.logsetup", "guard.log", "guard.logpatterns"),
+    ("guard.context",),
+    ("guard.conf",),
+    ("guard.validation", "guard.exception"),
+    ("guard",),
+)
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -59,52 +75,10 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
-def cycles(graph: dict[str, set[str]]) -> set[tuple[str, ...]]:
-    """The strongly connected components of more than one module (Tarjan), sorted."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: set[tuple[str, ...]] = set()
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for target in sorted(graph[node]):
-            if target not in index:
-                visit(target)
-                low[node] = min(low[node], low[target])
-            elif target in stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                found.add(tuple(sorted(component)))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
-
-
-def test_the_cycle_finder_finds_a_cycle() -> None:
-    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
-    assert cycles(graph) == {("a", "b", "c")}
-    assert cycles({"a": {"b"}, "b": set()}) == set()
-
-
 def test_the_graph_sees_function_level_and_relative_imports() -> None:
     graph = import_graph()
     assert "guard.db.api" in graph["guard.cmd.db"] or "guard.db.migration" in graph["guard.cmd.db"]
     assert all(target in graph for targets in graph.values() for target in targets)
-
-
-def test_no_import_cycle_in_guard() -> None:
-    assert cycles(import_graph()) <= KNOWN_CYCLES
 
 
 def test_the_service_never_imports_the_tools() -> None:
@@ -116,6 +90,37 @@ def test_the_service_never_imports_the_tools() -> None:
         if any(t.startswith(TOOLING) for t in graph[module])
     }
     assert wrong == {}
+
+
+def _layer(module: str) -> int | None:
+    """Index in :data:`LAYERS` of the longest prefix naming ``module``'s room."""
+    best: tuple[int, int] | None = None
+    for index, rooms in enumerate(LAYERS):
+        for room in rooms:
+            if (module == room or module.startswith(room + ".")) and (
+                best is None or len(room) > best[1]
+            ):
+                best = (index, len(room))
+    return None if best is None else best[0]
+
+
+def test_layers_import_downwards_only() -> None:
+    graph = import_graph()
+    placed = {module: _layer(module) for module in graph}
+    assert [m for m, layer in placed.items() if layer is None] == []
+    upwards = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if placed[target] < placed[module]
+    )
+    assert upwards == [], "a module imports a layer above it (README: Layout)"
+
+
+def test_the_layer_check_sees_an_upward_import() -> None:
+    assert _layer("guard.policy.enforcer") == _layer("guard.policy")
+    assert _layer("guard.middleware") < _layer("guard.repository")
+    assert _layer("guard.api.app") < _layer("guard.repository")
 
 
 def test_no_module_over_500_lines() -> None:

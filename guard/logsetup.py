@@ -1,0 +1,40 @@
+"""guard's one logging setup: oslo.log's handlers, guard's redacting filter on each.
+
+Every entry point that owns its process (``guard serve``, the WSGI entry
+point ``guard.wsgi``, the other ``guard`` commands) calls :func:`setup` once
+its configuration is read, as OpenStack services call oslo.log's. So the
+operator's ``[DEFAULT]`` options decide where logs go: ``debug``,
+``log_file``, ``log_dir``, ``use_stderr``, ``use_journal``,
+``log_config_append`` (a ``logging.config`` file such as
+``etc/guard/logging.conf``), ``default_log_levels``.
+
+guard's redacting filter (:func:`guard.log.install`, keyed by ``[guard]
+fingerprint_key``) then goes on every handler oslo.log made and on any made
+later. PasteDeploy's factories do not call this: a service that pastes
+guard's filter owns its own logging; they only install the filter.
+"""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+from oslo_log import log as oslo_log
+
+from guard import conf as guard_conf
+from guard import log as guard_log
+
+
+def setup(conf: cfg.ConfigOpts) -> None:
+    """Configure this process's logging from ``conf`` (oslo.log), then redact every handler."""
+    # The filter first, so that what oslo.log logs while it sets up is redacted too.
+    guard_log.install(conf.guard.fingerprint_key)
+    oslo_log.setup(conf, guard_conf.PROJECT, guard_conf.version())
+    guard_log.install(conf.guard.fingerprint_key)
+
+
+def set_level(conf: cfg.ConfigOpts, level: str) -> None:
+    """Set guard's loggers to ``level`` through oslo.log's ``default_log_levels``.
+
+    (``guard serve --log-level``; every worker that reads ``conf`` applies it.)
+    """
+    levels = [pair for pair in conf.default_log_levels if not pair.startswith("guard=")]
+    conf.set_override("default_log_levels", [*levels, f"guard={level}"])
