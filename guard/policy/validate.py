@@ -299,24 +299,46 @@ def _depth_problems(
     graph: Mapping[str, set[str]],
     origins: Mapping[str, tuple[str, int | None]],
 ) -> list[Problem]:
-    """Operator rules whose decisions nest deeper than guard evaluates.
+    """Rules whose decisions nest deeper than guard evaluates, blamed on the operator's rules.
 
     Only the outermost such rules are named (those no other too-deep rule
-    refers to): a chain of 5,000 references is one problem, not 5,000.
+    refers to): a chain of 5,000 references is one problem, not 5,000. A
+    registered rule made too deep by the files is reported at the operator's
+    rule on its deepest path.
     """
     depths = rule_depths(rules)
-    too_deep = {name for name in origins if depths.get(name, 0) > MAX_DEPTH}
+    too_deep = {name for name in rules if depths.get(name, 0) > MAX_DEPTH}
     inner = set().union(*(graph[name] for name in too_deep)) if too_deep else set()
-    named = (too_deep - inner) or too_deep
-    return [
-        Problem(
-            *origins[name],
-            name,
-            f"its rule: references and operators nest {depths[name]} levels deep; "
+    problems: dict[str, Problem] = {}
+    for name in sorted((too_deep - inner) or too_deep):
+        blamed = _deepest_origin(name, graph, depths, origins)
+        if blamed is None or blamed in problems:
+            continue
+        through = "" if blamed == name else f"rule {name!r}, through it, "
+        problems[blamed] = Problem(
+            *origins[blamed],
+            blamed,
+            f"{through}nests {depths[name]} levels deep in rule: references and operators; "
             f"guard evaluates at most {MAX_DEPTH}",
         )
-        for name in sorted(named)
-    ]
+    return list(problems.values())
+
+
+def _deepest_origin(
+    name: str,
+    graph: Mapping[str, set[str]],
+    depths: Mapping[str, int],
+    origins: Mapping[str, tuple[str, int | None]],
+) -> str | None:
+    """The first operator rule on ``name``'s deepest path of references, if any."""
+    seen: set[str] = set()
+    while name not in origins:
+        seen.add(name)
+        onward = [ref for ref in graph.get(name, ()) if ref in depths and ref not in seen]
+        if not onward:
+            return None
+        name = max(onward, key=lambda ref: (depths[ref], ref))
+    return name
 
 
 def _allows_everyone(

@@ -121,8 +121,23 @@ def test_a_long_chain_names_its_outermost_rule_once() -> None:
     lines = [f'"r{i}": "rule:r{i + 1}"' for i in range(5000)]
     text = "\n".join([f'"{SHOW}": "rule:r0"', *lines, '"r5000": "role:admin"']) + "\n"
     assert _problems(text) == [
-        f"policy.yaml:1: rule '{SHOW}': its rule: references and operators nest 5002 levels "
-        f"deep; guard evaluates at most {MAX_DEPTH}"
+        f"policy.yaml:1: rule '{SHOW}': nests 5002 levels deep in rule: references and "
+        f"operators; guard evaluates at most {MAX_DEPTH}"
+    ]
+
+
+def test_a_registered_rule_made_too_deep_is_blamed_on_the_operators_rule() -> None:
+    # Each rule alone stays within the limit; the registered rule above them does not.
+    lines = [f'"r{i}": "rule:r{i + 1}"' for i in range(MAX_DEPTH - 2)]
+    text = "\n".join(['"admin": "rule:r0"', *lines, f'"r{MAX_DEPTH - 2}": "role:a"']) + "\n"
+    parsed = parse_policy_text(text, "p.yaml")
+    checks = {name: _parser.parse_rule(value) for name, value in parsed.check_strings.items()}
+    checks[LIST] = _parser.parse_rule("role:x or (role:y and rule:admin)")
+    origins = {name: ("p.yaml", parsed.lines[name]) for name in parsed.check_strings}
+    found = [str(p) for p in rule_set_problems(checks, origins, KNOWN) if "deep" in str(p)]
+    assert found == [
+        f"p.yaml:1: rule 'admin': rule '{LIST}', through it, nests {MAX_DEPTH + 3} levels deep "
+        f"in rule: references and operators; guard evaluates at most {MAX_DEPTH}"
     ]
 
 
