@@ -308,7 +308,9 @@ def _creds_key_equals(key: str, match: str) -> Evaluator:
 
 def _creds_path_equals(path: list[str], match: str) -> Evaluator:
     formatter = _format(match)
-    find = _checks.GenericCheck._find_in_dict
+    # Bound through an instance: a static method since oslo.policy 5, an
+    # instance method before.
+    find = _checks.GenericCheck("generic", match)._find_in_dict
 
     def equals_creds_path(target: Mapping[str, Any], creds: MutableMapping[str, Any]) -> bool:
         try:

@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -31,10 +32,11 @@ from guard.audit import DecisionRecorder
 from guard.policy.compiler import token_scope
 from guard.policy.errors import PolicyFileError, Problem
 from guard.policy.explain import Explanation, explain
+from guard.policy.filerules import read_policy_files
 from guard.policy.reload import DEFAULT_INTERVAL, Clock, PolicyFiles, PolicySource
 from guard.policy.snapshot import PolicySnapshot
 from guard.policy.tracked import TrackedRules
-from guard.policy.validate import parse_policy_text, rule_set_problems
+from guard.policy.validate import rule_set_problems
 
 LOG = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class Enforcer(policy.Enforcer):
 
     @rules.setter
     def rules(self, value: Mapping[str, _checks.BaseCheck]) -> None:
-        if not isinstance(value, TrackedRules):
+        if isinstance(value, Mapping) and not isinstance(value, TrackedRules):
             value = TrackedRules(value, getattr(value, "default_rule", None), self._mark_dirty)
         self._rules = value
         self._dirty = True
@@ -238,7 +240,7 @@ class Enforcer(policy.Enforcer):
 
     def _apply(self, files: PolicyFiles) -> None:
         """Build the next revision from ``files``, validated whole, and swap it in."""
-        base, file_rules, origins, problems = self._read_files(files)
+        base, file_rules, origins, problems = read_policy_files(files)
         if not self.overwrite:
             base = {**self.rules, **base}
         base = self._with_defaults(base, file_rules)
@@ -265,35 +267,6 @@ class Enforcer(policy.Enforcer):
         self.last_reload_error = reason
         revision = self._snapshot.revision if self._snapshot else None
         LOG.error("Policy revision %s stays in force: %s", revision, reason)
-
-    def _read_files(
-        self, files: PolicyFiles
-    ) -> tuple[
-        dict[str, _checks.BaseCheck],
-        dict[str, policy.RuleDefault],
-        dict[str, tuple[str, int | None]],
-        list[Problem],
-    ]:
-        """Parse every file in load order; later files override earlier rules."""
-        problems = [
-            Problem(_source_name(path), None, None, f"cannot be read: {reason}")
-            for path, reason in files.unreadable
-        ]
-        checks: dict[str, _checks.BaseCheck] = {}
-        file_rules: dict[str, policy.RuleDefault] = {}
-        origins: dict[str, tuple[str, int | None]] = {}
-        for path, text in ([files.main] if files.main else []) + list(files.directory_files):
-            parsed = parse_policy_text(text, _source_name(path))
-            problems.extend(parsed.problems)
-            for name in parsed.invalid:
-                # Stands in for an unusable rule so that references to it are not
-                # also reported as undefined; the revision is refused anyway.
-                checks[name] = _checks.FalseCheck()
-            for name, check_str in parsed.check_strings.items():
-                file_rules[name] = policy.RuleDefault(name, check_str)
-                checks[name] = file_rules[name].check
-                origins[name] = (parsed.source, parsed.lines.get(name))
-        return checks, file_rules, origins, problems
 
     def _with_defaults(
         self,
@@ -446,12 +419,30 @@ class Enforcer(policy.Enforcer):
             raise policy.PolicyNotAuthorized(rule, target, creds_dict)
         return result
 
-    @staticmethod
-    def _scope_allows(creds: MutableMapping[str, Any], rule: Any, do_raise: bool) -> bool:
-        """oslo.policy's ``_enforce_scope``, without the method-call overhead."""
+    def _scope_allows(self, creds: MutableMapping[str, Any], rule: Any, do_raise: bool) -> bool:
+        """oslo.policy's ``_enforce_scope``, without its cost on the common path.
+
+        Before oslo.policy 6, ``[oslo_policy] enforce_scope = False`` lets a
+        mismatched scope through with a warning; it is read only on a mismatch.
+        """
         scope_types = rule.scope_types
         if not scope_types:
             return True
+        scope = token_scope(creds)
+        if scope in scope_types:
+            return True
+        enforced = getattr(self.conf.oslo_policy, "enforce_scope", True)
+        if enforced and do_raise:
+            raise policy.InvalidScope(rule, scope_types, scope)
+        if "enforce_scope" in self.conf.oslo_policy:  # oslo.policy < 6 also warns
+            warnings.warn(
+                f"Policy {rule} failed scope check. The token used to make the request "
+                f"was {scope} scoped but the policy requires {scope_types} scope. This "
+                f"behavior may change in the future where using the intended scope is "
+                f"required",
+                stacklevel=3,
+            )
+        return not enforced
         scope = token_scope(creds)
         if scope not in scope_types:
             if do_raise:

@@ -1,7 +1,8 @@
 """oslo.policy's packaged test suite passes with guard's Enforcer swapped in.
 
 ``oslo_policy.tests`` (installed with oslo.policy) runs twice in subprocesses
-with the installed oslo.policy: once stock, once with tests/oslo_swap.py
+with the installed oslo.policy (the newest; tests/unit/test_oslo_floor.py runs
+this test again on the oldest allowed): once stock, once with tests/oslo_swap.py
 replacing ``oslo_policy.policy.Enforcer`` by ``guard.policy.Enforcer``. A
 test may fail with the swap only when it fails stock too (the environment:
 e.g. a permission test run as root) or when docs/oslo-compat.md lists it as a
@@ -27,7 +28,10 @@ DOCUMENTED_ROW = re.compile(r"^\|\s*`(oslo_policy\.tests\.[\w.]+)`\s*\|")
 def run_suite(tmp_path: Path, name: str, *plugin: str) -> tuple[set[str], set[str], str]:
     """Run oslo.policy's tests; returns (passed, failed) test ids and the output."""
     report = tmp_path / f"{name}.xml"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Keep what is on PYTHONPATH already (tests/unit/test_oslo_floor.py puts an
+    # older oslo.policy there).
+    path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(ROOT)])}
     proc = subprocess.run(
         [
             sys.executable,

@@ -5,7 +5,11 @@ templates and literals, ``@``, ``!``, and/or/not, nesting), rule sets,
 registered defaults (scope types, deprecated rules), credentials and targets.
 Each case is decided by a stock ``oslo_policy.policy.Enforcer`` and by
 ``guard.policy.Enforcer`` on the same inputs; the outcomes (value, or the
-exception type) must be identical. The first test alone runs 10,000 cases.
+exception type) must be identical. The first test alone runs 10,000 cases,
+with credentials as dicts and as oslo.context ``RequestContext`` objects;
+another feeds both operator files with mistakes in them.
+tests/unit/test_oslo_floor.py runs this module again on the oldest
+oslo.policy that pyproject allows.
 """
 
 from __future__ import annotations
@@ -102,6 +106,22 @@ creds_dicts = st.fixed_dictionaries(
 targets = st.dictionaries(st.sampled_from(TARGET_KEYS), values, max_size=4)
 
 
+def _contexts(creds: dict[str, Any]) -> context.RequestContext:
+    """The oslo.context RequestContext a service would pass for these credentials."""
+    roles = creds.get("roles", [])
+    project = creds.get("project_id")
+    user = creds.get("user_id")
+    return context.RequestContext(
+        user_id=user if isinstance(user, str) else "u1",
+        project_id=project if isinstance(project, str) else None,
+        is_admin=creds.get("is_admin", False),
+        roles=roles,
+        system_scope=creds.get("system_scope"),
+        domain_id=creds.get("domain_id"),
+        overwrite=False,
+    )
+
+
 def _conf(enforce_new_defaults: bool = True) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf([], default_config_files=[], default_config_dirs=[])
@@ -170,7 +190,7 @@ PAIR = _scoped_pair()
         {"a": check_strings(["b", "default", "nope"], 3), "b": plain_leaf},
         optional={"default": st.sampled_from(["@", "!", "role:reader", "rule:b"])},
     ),
-    creds=creds_dicts,
+    creds=st.one_of(creds_dicts, creds_dicts.map(_contexts)),
     target=targets,
 )
 def test_one_rule_decides_as_oslo_policy(check, helpers, creds, target):
@@ -286,19 +306,6 @@ def _registered_defaults(setup: dict[str, Any]) -> list[policy.RuleDefault]:
     return defaults
 
 
-def _contexts(creds: dict[str, Any]) -> context.RequestContext:
-    roles = creds.get("roles", [])
-    project = creds.get("project_id")
-    return context.RequestContext(
-        user_id="u1",
-        project_id=project if isinstance(project, str) else None,
-        roles=roles,
-        system_scope=creds.get("system_scope"),
-        domain_id=creds.get("domain_id"),
-        overwrite=False,
-    )
-
-
 @settings(
     max_examples=120,
     deadline=None,
@@ -337,3 +344,82 @@ def test_a_reference_cycle_raises_as_in_oslo_policy():
     expected = decide(stock, "enforce", "x", {}, nobody, False)
     assert expected[0] == "raised"  # oslo.policy recurses until Python gives up
     assert decide(guard, "enforce", "x", {}, nobody, False) == expected
+
+
+# Operator mistakes: each is refused by guard's whole-file validation; stock
+# oslo.policy loads most of them (a deny-all, an undefined rule falling back
+# to the default rule, a cycle) and raises on a value that is no check string.
+MISTAKES = {
+    "undefined": "rule:nobody_defined_this",
+    "no parse": "role:admin or",
+    "open paren": "(role:reader",
+    "bare word": "admin",
+    "cycle": "rule:loop_b",
+    "not a string": 7,
+}
+LOOP = {"loop_b": "rule:loop_c", "loop_c": "role:reader and rule:loop_b"}
+
+
+@st.composite
+def mistaken_files(draw: st.DrawFn) -> dict[str, Any]:
+    """A good setup plus an edit of its file with at least one mistake in it."""
+    setup = draw(policy_setups())
+    names = [spec["name"] for spec in setup["registered"]] + ["helper", "extra"]
+    kinds = draw(st.lists(st.sampled_from(sorted(MISTAKES)), min_size=1, max_size=3))
+    bad = dict(setup["file"])
+    for kind in kinds:
+        bad[draw(st.sampled_from(names))] = MISTAKES[kind]
+        if kind == "cycle":
+            bad.update(LOOP)
+    return {**setup, "bad": bad}
+
+
+def _write(path: Path, rules: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(rules) if rules else "{}\n")
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(setup=mistaken_files(), creds_list=st.lists(creds_dicts, min_size=1, max_size=2))
+def test_operator_files_with_mistakes_decide_as_oslo_policy(
+    tmp_path_factory: pytest.TempPathFactory, setup, creds_list
+):
+    """Under oslo's API both load the mistaken file; make_enforcer keeps the good one.
+
+    Either way, every decision on the rules that loaded equals stock oslo.policy's
+    on the same rules (for a refused edit: stock on the last good file).
+    """
+    directory = Path(tmp_path_factory.mktemp("mistakes"))
+    good, bad = directory / "good.yaml", directory / "bad.yaml"
+    _write(good, setup["file"])
+    _write(bad, setup["bad"])
+    names = [spec["name"] for spec in setup["registered"]]
+    names += [*setup["bad"], "undefined"]
+    everyone = creds_list + [_contexts(c) for c in creds_list]
+    targets_ = [{"project_id": "p1", "user_id": "u1"}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # oslo.policy's API: guard loads what oslo.policy loads, mistakes included.
+        pair = []
+        for cls in (policy.Enforcer, Enforcer):
+            enforcer = cls(_conf(setup["enforce_new_defaults"]), policy_file=str(bad))
+            enforcer.register_defaults(_registered_defaults(setup))
+            pair.append(enforcer)
+        loaded = [outcome(enforcer.load_rules) for enforcer in pair]
+        assert loaded[0] == loaded[1]
+        if loaded[0][0] == "returned":
+            assert assert_same(pair[0], pair[1], names, everyone, targets_) > 0
+        # guard's service: the mistaken edit is refused, the good rules stay.
+        stock = policy.Enforcer(_conf(setup["enforce_new_defaults"]), policy_file=str(good))
+        strict = Enforcer(_conf(setup["enforce_new_defaults"]), policy_file=str(good))
+        strict.fail_closed()
+        for enforcer in (stock, strict):
+            enforcer.register_defaults(_registered_defaults(setup))
+            enforcer.load_rules()
+        strict.policy_file = str(bad)
+        strict.load_rules()
+        assert strict.last_reload_error is not None
+        assert assert_same(stock, strict, names, everyone, targets_) > 0
