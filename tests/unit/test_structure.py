@@ -1,5 +1,5 @@
-"""The package's shape: layers import downwards, the service never imports the tools,
-no module over 500 lines (no import cycle at all: test_imports.py).
+"""The package's shape: layers import downwards, the service never imports the tools, the
+tools use public names only, no module over 500 lines (no import cycle: test_imports.py).
 
 Read from the source with :mod:`ast` (nothing is imported), so a function-level
 import counts as much as one at the top of a module.
@@ -121,6 +121,45 @@ def test_the_layer_check_sees_an_upward_import() -> None:
     assert _layer("guard.policy.enforcer") == _layer("guard.policy")
     assert _layer("guard.middleware") < _layer("guard.repository")
     assert _layer("guard.api.app") < _layer("guard.repository")
+
+
+def _private_uses(path: Path) -> list[str]:
+    """Private guard names a module imports or reads off an imported guard module."""
+    tree = ast.parse(path.read_text("utf-8"))
+    modules: set[str] = set()  # local names bound to guard modules
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("guard"):
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    found.append(f"{node.module}.{alias.name}")
+                modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("guard"):
+                    modules.add(alias.asname or alias.name)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            found.append(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def test_the_tools_use_public_names_only() -> None:
+    wing = [ROOT / "guard" / "testing.py", *(ROOT / "guard" / "tools").rglob("*.py")]
+    uses = {str(p.relative_to(ROOT)): u for p in wing if (u := _private_uses(p))}
+    assert uses == {}
+
+
+def test_the_private_name_check_sees_one(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("from guard import repository\nfrom guard.db import _x\nrepository._SELECT\n")
+    assert sorted(_private_uses(probe)) == ["guard.db._x", "repository._SELECT"]
 
 
 def test_no_module_over_500_lines() -> None:
