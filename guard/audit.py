@@ -47,6 +47,13 @@ from guard.log import fingerprint, log_redacted, redact
 
 AUDIT_LOGGER = "guard.audit"
 DEFAULT_QUEUE_SIZE = 10_000
+# The writer caches the redaction of short free-text fields (rule names,
+# branch labels, roles repeat from line to line): only texts this short, and
+# at most this many, so what it keeps is bounded in bytes whatever clients send.
+_CACHED_TEXT_LEN = 80
+_MAX_CACHED_TEXTS = 2048
+# A fixed text whose fingerprint changes when the fingerprint key does.
+_KEY_PROBE = "guard.audit"
 #: How long a decision may wait before the writer logs it (seconds).
 WRITE_INTERVAL_S = 0.1
 # How often flush() looks again whether the writer is done (seconds).
@@ -139,6 +146,9 @@ class DecisionLog:
         self._dropped_lock = threading.Lock()
         self._closed = False
         self._stopping = False
+        # Used by the writer thread only: no lock.
+        self._redactions: dict[str, str] = {}
+        self._key_tag = ""
         self._thread = threading.Thread(target=self._run, name="guard-audit", daemon=True)
         self._thread.start()
         _LIVE.add(self)
@@ -230,6 +240,11 @@ class DecisionLog:
         a slow sink holds the writer.
         """
         pending = self._pending
+        if pending:
+            key_tag = fingerprint(_KEY_PROBE)
+            if key_tag != self._key_tag:  # a new key: cached fingerprints are stale
+                self._redactions.clear()
+                self._key_tag = key_tag
         while pending:
             self._writing = True
             try:

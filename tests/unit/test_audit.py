@@ -312,3 +312,17 @@ def test_sigterm_flushes_then_stops_as_sigterm_would(
     finally:
         signal.signal(signal.SIGTERM, previous)
         decision_log.close()
+
+
+def test_cached_redactions_follow_a_new_fingerprint_key(sink: Sink, isolated_install: Any) -> None:
+    decision_log = make_log(sink)
+    raw = str(uuid.uuid4())
+    guard_log.install(key="first key")
+    decide(decision_log, creds={"user_id": "u1", "roles": [f"r-{raw}"]})
+    decision_log.flush()
+    guard_log.install(key="second key")
+    decide(decision_log, creds={"user_id": "u1", "roles": [f"r-{raw}"]})
+    decision_log.close()
+    first, second = (json.loads(line)["roles"][0] for line in sink.lines)
+    assert first != second
+    assert second == f"r-{guard_log.fingerprint(raw)}"
