@@ -92,10 +92,6 @@ def _request_id(value: Any) -> str | None:
     return text if _REQUEST_ID_RE.fullmatch(text) else redact(text)
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else redact(str(value))
-
-
 class DecisionRecorder(Protocol):
     """What :attr:`guard.policy.Enforcer.decision_log` is: told of each decision.
 
@@ -279,18 +275,33 @@ class DecisionLog:
             "time": datetime.fromtimestamp(when, UTC).isoformat(timespec="microseconds"),
             "request_id": _request_id(request_id),
             "global_request_id": _request_id(global_request_id),
-            "action": _text(action),
+            "action": self._text(action),
             "allowed": allowed,
-            "branch": _text(branch),
+            "branch": self._text(branch),
             "user": _fingerprint_or_none(user_id),
             "project": _fingerprint_or_none(project_id),
             "target_project": _fingerprint_or_none(target_project_id),
             "target_user": _fingerprint_or_none(target_user_id),
-            "roles": [redact(role) for role in roles],
-            "revision": _text(revision),
+            "roles": [self._redacted(role) for role in roles],
+            "revision": self._text(revision),
             "microseconds": round(microseconds, 1),
         }
         log_redacted(logger, logging.INFO, json.dumps(line, separators=(",", ":")))
+
+    def _text(self, value: Any) -> str | None:
+        return None if value is None else self._redacted(str(value))
+
+    def _redacted(self, text: str) -> str:
+        """:func:`guard.log.redact` of ``text``, cached when it is short."""
+        if len(text) > _CACHED_TEXT_LEN:
+            return redact(text)
+        redactions = self._redactions
+        done = redactions.get(text)
+        if done is None:
+            if len(redactions) >= _MAX_CACHED_TEXTS:
+                redactions.clear()
+            done = redactions[text] = redact(text)
+        return done
 
 
 def list_branch(filter_kind: str, rule_label: str | None) -> str:
