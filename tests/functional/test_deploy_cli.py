@@ -191,11 +191,14 @@ def test_one_guard_conf_for_every_command(home: Path, tmp_path: Path) -> None:
     assert missing.returncode == 2 and "nowhere.conf" in missing.stderr
 
 
-def test_debug_from_the_config_file(home: Path, tmp_path: Path) -> None:
-    log_file = tmp_path / "debug.log"
+def test_debug_and_log_dir_from_the_config_file(home: Path, tmp_path: Path) -> None:
+    log_dir = tmp_path / "var-log-guard"
+    log_dir.mkdir()
+    log_file = log_dir / "debug.log"
     conf = write_conf(
         tmp_path / "guard.conf",
-        f"[DEFAULT]\ndebug = true\nlog_file = {log_file}\nuse_stderr = false\n"
+        f"[DEFAULT]\ndebug = true\nlog_dir = {log_dir}\nlog_file = debug.log\n"
+        "use_stderr = false\n"
         f"[database]\nconnection = sqlite:///{tmp_path / 'debug.sqlite'}\n"
         f"[guard]\npipeline = trusted\n[api]\nbind_port = {free_port()}\n",
     )

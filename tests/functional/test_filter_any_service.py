@@ -23,6 +23,10 @@ from paste.deploy import loadapp
 
 from guard.context import RequestContext
 
+# The guard filter's factory installs guard's redacting filter process-wide:
+# undone after each test (the suite's isolated_install fixture).
+pytestmark = pytest.mark.usefixtures("isolated_install")
+
 MEMBER = {
     "X-Identity-Status": "Confirmed",
     "X-User-Id": "svc-user",
@@ -80,9 +84,9 @@ paste.app_factory = tests.functional.test_filter_any_service:service_factory
 """
 
 
-@pytest.fixture(scope="module")
-def pasted(tmp_path_factory: pytest.TempPathFactory) -> webtest.TestApp:
-    folder: Path = tmp_path_factory.mktemp("service")
+@pytest.fixture
+def pasted(tmp_path: Path) -> webtest.TestApp:
+    folder = tmp_path
     (folder / "guard.conf").write_text("[guard]\nfingerprint_key = filter-test-key\n")
     (folder / "api-paste.ini").write_text(PASTE_INI)
     app = loadapp(

@@ -23,6 +23,10 @@ from paste.deploy import loadapp
 
 from guard.db import migration
 
+# The guard filter's factory installs guard's redacting filter process-wide:
+# undone after each test (the suite's isolated_install fixture).
+pytestmark = pytest.mark.usefixtures("isolated_install")
+
 PASTE_INI = Path(__file__).resolve().parents[2] / "etc" / "guard" / "api-paste.ini"
 FINGERPRINT_KEY = "paste-test-key"
 
