@@ -28,9 +28,9 @@ FIXED_UUID = "0c6a3e44-5b8e-4f1c-9d3a-2f6b7c8d9e01"
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[deploy.Services]:
-    path = tmp_path_factory.mktemp("contract") / "guard.sqlite"
-    with deployment(f"sqlite:///{path}") as services:
+def services(module_database_url: str) -> Iterator[deploy.Services]:
+    """The contract holds on each database (tests/conftest.py's BACKENDS)."""
+    with deployment(module_database_url) as services:
         yield services
 
 

@@ -40,19 +40,21 @@ def _services(url: str, **database: object) -> deploy.Services:
 
 def _connections_to(admin: Engine, url: str) -> int:
     database = make_url(url).database
+    query = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = :database AND pid <> pg_backend_pid()"
+        if admin.dialect.name == "postgresql"
+        else "SELECT count(*) FROM information_schema.processlist "
+        "WHERE db = :database AND id <> CONNECTION_ID()"
+    )
     with admin.connect() as conn:
-        return conn.execute(
-            sqlalchemy.text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = :database AND pid <> pg_backend_pid()"
-            ),
-            {"database": database},
-        ).scalar_one()
+        return conn.execute(sqlalchemy.text(query), {"database": database}).scalar_one()
 
 
-def test_the_pool_options_bound_a_workers_postgresql_connections(postgresql_url: str):
-    services = _services(postgresql_url, max_pool_size=2, max_overflow=0, pool_timeout=0.5)
-    admin = sqlalchemy.create_engine(postgresql_url)
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_the_pool_options_bound_a_workers_server_connections(database_url: str):
+    services = _services(database_url, max_pool_size=2, max_overflow=0, pool_timeout=0.5)
+    admin = sqlalchemy.create_engine(database_url)
     try:
         with services.engine.connect() as first, services.engine.connect() as second:
             first.exec_driver_sql("SELECT 1")
@@ -62,7 +64,7 @@ def test_the_pool_options_bound_a_workers_postgresql_connections(postgresql_url:
                 api.run_in_transaction(
                     services.engine, lambda conn: conn.exec_driver_sql("SELECT 1"), write=False
                 )
-            assert _connections_to(admin, postgresql_url) == 2
+            assert _connections_to(admin, database_url) == 2
         # Returned connections serve the next request.
         assert services.repository.ping() is None
     finally:
@@ -146,7 +148,7 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(fresh_databases: li
 
 
 class CuttingProxy:
-    """A TCP proxy to PostgreSQL that, on cue, drops one client connection.
+    """A TCP proxy to a database server that, on cue, drops one client connection.
 
     ``cut_at(marker, forward=True)`` relays the client's message holding
     ``marker``, waits for the server's answer and drops the connection
@@ -232,17 +234,21 @@ def _drop(*socks: socket.socket) -> None:
         sock.close()
 
 
+#: The servers whose dropped connections are tested (SQLite has no connection to drop).
+SERVERS = pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+
+
 @pytest.fixture
-def proxy(postgresql_url: str) -> Iterator[CuttingProxy]:
-    cutting = CuttingProxy(make_url(postgresql_url).port)
+def proxy(database_url: str) -> Iterator[CuttingProxy]:
+    cutting = CuttingProxy(make_url(database_url).port)
     yield cutting
     cutting.close()
 
 
 @pytest.fixture
-def counter(postgresql_url: str) -> Iterator[Engine]:
+def counter(database_url: str) -> Iterator[Engine]:
     """A one-row table of a count, read and set around the proxy (an admin engine)."""
-    admin = sqlalchemy.create_engine(postgresql_url)
+    admin = sqlalchemy.create_engine(database_url)
     with admin.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE counter (id integer PRIMARY KEY, n integer NOT NULL)")
         conn.exec_driver_sql("INSERT INTO counter VALUES (1, 0)")
@@ -250,8 +256,9 @@ def counter(postgresql_url: str) -> Iterator[Engine]:
     admin.dispose()
 
 
-def _proxied_engine(postgresql_url: str, proxy: CuttingProxy) -> Engine:
-    engine = api.create_engine(make_url(postgresql_url).set(port=proxy.port).render_as_string())
+def _proxied_engine(database_url: str, proxy: CuttingProxy) -> Engine:
+    proxied = make_url(database_url).set(port=proxy.port)
+    engine = api.create_engine(proxied.render_as_string(hide_password=False))
     # Connect (and let the dialect run its first-connect queries) before any cut.
     api.run_in_transaction(engine, lambda conn: conn.exec_driver_sql("SELECT 1"), write=False)
     return engine
@@ -266,6 +273,7 @@ def _count(admin: Engine) -> int:
         return conn.exec_driver_sql("SELECT n FROM counter WHERE id = 1").scalar_one()
 
 
+@SERVERS
 @pytest.mark.parametrize(
     ("marker", "forward", "committed"),
     [
@@ -277,14 +285,14 @@ def _count(admin: Engine) -> int:
     ids=["during-commit", "before-commit"],
 )
 def test_a_write_whose_connection_drops_is_unavailable_not_retried(
-    postgresql_url: str,
+    database_url: str,
     proxy: CuttingProxy,
     counter: Engine,
     marker: bytes,
     forward: bool,
     committed: int,
 ):
-    engine = _proxied_engine(postgresql_url, proxy)
+    engine = _proxied_engine(database_url, proxy)
     try:
         proxy.cut_at(marker, forward=forward)
         # Its outcome is unknown to guard: a retry would apply it twice, or answer
@@ -302,8 +310,9 @@ def test_a_write_whose_connection_drops_is_unavailable_not_retried(
         engine.dispose()
 
 
-def test_a_read_whose_connection_drops_is_retried(postgresql_url: str, proxy: CuttingProxy):
-    engine = _proxied_engine(postgresql_url, proxy)
+@SERVERS
+def test_a_read_whose_connection_drops_is_retried(database_url: str, proxy: CuttingProxy):
+    engine = _proxied_engine(database_url, proxy)
     try:
         proxy.cut_at(b"guard_probe", forward=False)
         answer = api.run_in_transaction(
