@@ -186,3 +186,30 @@ def test_a_wsgify_service_is_passed_through_too(tmp_path: Path) -> None:
     response = webtest.TestApp(wrapped).put("/things/x", headers=MEMBER, status=409)
     assert response.headers["Content-Type"] == "text/plain"
     assert response.body == b"conflict"
+
+
+ROUTE_WORDS = st.sampled_from(
+    ["v2.1", "servers", "os-interface", "detail", "ports", "os-hypervisors", "action", "v3"]
+)
+IDS = st.one_of(
+    st.uuids().map(str),
+    st.uuids().map(lambda u: u.hex),
+    st.uuids().map(lambda u: str(u).upper()),
+    st.tuples(st.uuids(), st.uuids()).map(lambda p: p[0].hex + p[1].hex),  # 64 hex
+    st.integers(0, 10**12).map(str),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(ROUTE_WORDS, st.one_of(st.none(), IDS)), min_size=1, max_size=5))
+def test_access_paths_keep_every_route_word_and_no_id(parts: list[tuple[str, str | None]]) -> None:
+    from guard import middleware
+
+    segments = [s for word, value in parts for s in (word, value) if s is not None]
+    logged = middleware.loggable_target("/" + "/".join(segments), "").split("/")[1:]
+    assert len(logged) == len(segments)
+    for segment, shown in zip(segments, logged, strict=True):
+        if segment in {word for word, _ in parts}:
+            assert shown == segment  # a route word stays readable
+        else:
+            assert shown.startswith("<id:") and segment not in shown  # an id never does
