@@ -261,7 +261,7 @@ class GuardMiddleware:
         headers = [(name, value) for name, value in headers if name.lower() != _REQUEST_ID_KEY]
         headers.append((REQUEST_ID_HEADER, request_id))
         try:
-            self._log_access(environ, status, headers, body, started, request_id)
+            log_access(environ, status, headers, body, started, request_id)
         except Exception:  # a log sink never fails a request
             LOG.debug("The access log failed", exc_info=True)
         start_response(status, headers)
@@ -302,37 +302,38 @@ class GuardMiddleware:
         # are its own. guard's API answers its errors in the contract's JSON.
         return status, headers, body
 
-    @staticmethod
-    def _log_access(
-        environ: dict[str, Any],
-        status: str,
-        headers: list[tuple[str, str]],
-        body: list[bytes],
-        started: float,
-        request_id: str,
-    ) -> None:
-        if not ACCESS_LOG.isEnabledFor(logging.INFO):
-            return
-        length = _content_length(headers)
-        if length is None:
-            length = sum(len(chunk) for chunk in body)
-        # Every part is a checked method, a fingerprinted target, a number or
-        # a request id of the contract's pattern: logged as redacted.
-        if not _GLOBAL_REQUEST_ID_RE.fullmatch(request_id):
-            request_id = guard_log.fingerprint(request_id)
-        # The caller's global request id too (the context's, checked against
-        # the contract's pattern), so one request can be followed across
-        # services whatever the log format.
-        global_request_id = getattr(environ.get(ENV_CONTEXT), "global_request_id", None)
-        global_id = f" global {global_request_id}" if global_request_id else ""
-        elapsed_us = int((time.perf_counter() - started) * 1_000_000)
-        guard_log.log_redacted(
-            ACCESS_LOG,
-            logging.INFO,
-            f"{_method(environ)} "
-            f"{loggable_target(environ.get('PATH_INFO', ''), environ.get('QUERY_STRING', ''))} "
-            f"{status[:3]} {length} bytes {elapsed_us} us {request_id}{global_id}",
-        )
+
+def log_access(
+    environ: dict[str, Any],
+    status: str,
+    headers: list[tuple[str, str]],
+    body: list[bytes],
+    started: float,
+    request_id: str,
+) -> None:
+    """Write the access line of one answered request (``guard.access``, INFO)."""
+    if not ACCESS_LOG.isEnabledFor(logging.INFO):
+        return
+    length = _content_length(headers)
+    if length is None:
+        length = sum(len(chunk) for chunk in body)
+    # Every part is a checked method, a fingerprinted target, a number or
+    # a request id of the contract's pattern: logged as redacted.
+    if not _GLOBAL_REQUEST_ID_RE.fullmatch(request_id):
+        request_id = guard_log.fingerprint(request_id)
+    # The caller's global request id too (the context's, checked against
+    # the contract's pattern), so one request can be followed across
+    # services whatever the log format.
+    global_request_id = getattr(environ.get(ENV_CONTEXT), "global_request_id", None)
+    global_id = f" global {global_request_id}" if global_request_id else ""
+    elapsed_us = int((time.perf_counter() - started) * 1_000_000)
+    guard_log.log_redacted(
+        ACCESS_LOG,
+        logging.INFO,
+        f"{_method(environ)} "
+        f"{loggable_target(environ.get('PATH_INFO', ''), environ.get('QUERY_STRING', ''))} "
+        f"{status[:3]} {length} bytes {elapsed_us} us {request_id}{global_id}",
+    )
 
 
 #: An answer before it is sent: status line, header list, the body read.

@@ -297,7 +297,7 @@ def logging_cost(seconds: float, rounds: int = ROUNDS) -> BenchResult:
         snapshot = enforcer.snapshot()
 
         def log_one_request() -> None:
-            middleware.GuardMiddleware._log_access(
+            middleware.log_access(
                 environ, "200 OK", headers, body, time.perf_counter(), request_id
             )
 
