@@ -38,7 +38,7 @@ PROJECT = "guard"
 MAX_REQUEST_BODY_SIZE = 65536
 PIPELINES = ("trusted", "main")
 
-database_opts = [
+database_opts: list[cfg.Opt] = [
     cfg.StrOpt(
         "connection",
         secret=True,
@@ -71,7 +71,7 @@ database_opts = [
     ),
 ]
 
-guard_opts = [
+guard_opts: list[cfg.Opt] = [
     cfg.StrOpt(
         "fingerprint_key",
         secret=True,
@@ -96,7 +96,7 @@ guard_opts = [
     ),
 ]
 
-api_opts = [
+api_opts: list[cfg.Opt] = [
     cfg.HostAddressOpt("bind_host", default="127.0.0.1", help="Address `guard serve` listens on."),
     cfg.PortOpt("bind_port", default=8778, help="TCP port `guard serve` listens on."),
     cfg.IntOpt(
@@ -162,7 +162,7 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
         ("guard", guard_opts),
         ("api", api_opts),
         ("oslo_middleware", [_body_limit_as_guard_sets_it()]),
-        ("healthcheck", healthcheck_opts.DISABLE_BY_FILE_OPTS),
+        ("healthcheck", list[cfg.Opt](healthcheck_opts.DISABLE_BY_FILE_OPTS)),
     ]
 
 
