@@ -27,6 +27,16 @@ retries the whole of it, a bounded number of times, when the database
 reports lock contention (a read also after a dropped connection); it turns
 every other database fault except an integrity violation into
 :class:`guard.exception.Unavailable`, whose detail names no host, user or SQL.
+
+Why not oslo.db's enginefacade and exception filters (weighed for MySQL
+support): its retry decorator retries a write after a dropped connection
+(``retry_on_disconnect``), whose COMMIT may have happened; it has no
+``BEGIN IMMEDIATE`` for SQLite writers and no AUTOCOMMIT single-statement
+read; and it costs more per transaction (CPU per transaction of one select,
+measured against this module on the same databases: SQLite file 970 us
+against 89 us, as it gives a file NullPool and reconnects every time;
+MariaDB 416 against 181; PostgreSQL 1048 against 677). What guard needs of
+its error filters is small: :func:`is_retryable` and :mod:`guard.db.errors`.
 """
 
 from __future__ import annotations
