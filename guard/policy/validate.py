@@ -73,7 +73,8 @@ def check_string_problem(check_str: str) -> str | None:
             return "a term is neither '@', '!' nor a check of the form kind:match"
     state = _parser.ParseState()
     for parsed in _parser._parse_tokenize(check_str):
-        state.shift(parsed)
+        # One token object since oslo.policy 5, a (kind, value) pair before.
+        state.shift(*parsed) if isinstance(parsed, tuple) else state.shift(parsed)
     try:
         state.result  # noqa: B018 - the property raises when the parse failed
     except ValueError:

@@ -22,7 +22,7 @@ from oslo_config import cfg
 from oslo_policy import _checks
 
 from guard.policies import list_rules
-from guard.policy import PolicyFileError, make_enforcer
+from guard.policy import Enforcer, PolicyFileError, make_enforcer
 from guard.policy.reload import COARSE_MARGIN, QUIET_SECONDS, Clock
 
 SHOW = "guard:consumers:show"
@@ -322,3 +322,17 @@ def test_requests_see_the_old_or_the_new_rules_never_a_mix(tmp_path, policy_path
             thread.join()
     assert mixed == []
     assert enforcer.last_reload_error is None
+
+
+def test_skip_undefined_check_is_honoured_by_guards_validation(tmp_path):
+    """oslo.policy's switch: an enforcer holding part of a rule set allows undefined refs."""
+    path = tmp_path / "policy.yaml"
+    save(path, BAD_FILES["undefined rule"])
+    enforcer = Enforcer(new_conf(tmp_path), policy_file=str(path))
+    enforcer.fail_closed()
+    enforcer.skip_undefined_check = True
+    enforcer.register_defaults(list_rules())
+    enforcer.load_rules()
+    assert not allowed(enforcer, LIST, ADMIN)  # rule:nobody is undefined: denied, as oslo
+    with pytest.raises(PolicyFileError):
+        make_enforcer(new_conf(tmp_path), str(path))
