@@ -47,16 +47,17 @@ READER = identity("reader")
 STRICT = f'"{LIST}": "role:admin"\n"{SHOW}": "role:admin"\n'
 
 
-def chain_file() -> str:
-    """5,000 references from the list rule down to a rule a reader would pass."""
+def chain_file(length: int = DEPTH) -> str:
+    """``length`` references from the list rule down to a rule a reader would pass."""
     lines = [f'"{LIST}": "rule:r0"']
-    lines += [f'"r{i}": "rule:r{i + 1}"' for i in range(DEPTH)]
-    lines.append(f'"r{DEPTH}": "role:reader"')
+    lines += [f'"r{i}": "rule:r{i + 1}"' for i in range(length)]
+    lines.append(f'"r{length}": "role:reader"')
     return "\n".join(lines) + "\n"
 
 
 DEEP_FILES = {
     "rule chain": (chain_file, LIST),
+    "rule chain of 600": (lambda: chain_file(600), LIST),  # the issue's 500s on every request
     "not nesting": (lambda: f'"{LIST}": "{"not " * DEPTH}role:nobody"\n', LIST),
     "and nesting": (
         lambda: f'"{SHOW}": "{"(role:reader and " * DEPTH}role:reader{")" * DEPTH}"\n',
