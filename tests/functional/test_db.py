@@ -121,6 +121,66 @@ def test_postgresql_engine_has_timeouts_and_survives_a_dropped_connection(postgr
         engine.dispose()
 
 
+def test_mariadb_engine_has_timeouts_read_committed_strict_mode_and_survives_a_kill(
+    mariadb_url: str,
+):
+    migration.upgrade(mariadb_url)
+    engine = api.create_engine(mariadb_url.replace("mysql+pymysql", "mysql"))
+    try:
+        assert engine.dialect.driver == "pymysql"
+        with engine.connect() as conn:
+            settings = conn.exec_driver_sql(
+                "SELECT @@max_statement_time, @@innodb_lock_wait_timeout, @@lock_wait_timeout, "
+                "@@tx_isolation, @@sql_mode, @@character_set_client"
+            ).one()
+            victim = conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+        assert settings[:3] == (
+            api.MYSQL_STATEMENT_TIMEOUT_S,
+            api.MYSQL_LOCK_TIMEOUT_S,
+            api.MYSQL_LOCK_TIMEOUT_S,
+        )
+        assert settings[3] == "READ-COMMITTED"
+        assert "STRICT_ALL_TABLES" in settings[4].split(",")
+        assert settings[5] == "utf8mb4"
+        # The server drops the pooled connection (a restart, wait_timeout).
+        with sqlalchemy.create_engine(mariadb_url).connect() as admin:
+            admin.exec_driver_sql(f"KILL {int(victim)}")
+        count = api.run_in_transaction(
+            engine,
+            lambda conn: conn.execute(
+                sqlalchemy.select(sqlalchemy.func.count()).select_from(models.Project)
+            ).scalar(),
+            write=False,
+        )
+        assert count == 0
+    finally:
+        engine.dispose()
+
+
+def test_mariadb_tables_are_innodb_utf8mb4_with_binary_ids(mariadb_url: str):
+    migration.upgrade(mariadb_url)
+    engine = api.create_engine(mariadb_url)
+    try:
+        with engine.connect() as conn:
+            tables = dict(
+                conn.exec_driver_sql(
+                    "SELECT table_name, engine FROM information_schema.tables "
+                    "WHERE table_schema = DATABASE() AND table_name <> 'alembic_version'"
+                ).all()
+            )
+            id_types = set(
+                conn.exec_driver_sql(
+                    "SELECT column_type FROM information_schema.columns "
+                    "WHERE table_schema = DATABASE() AND column_name IN "
+                    "('external_id', 'name', 'uuid')"
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+    assert tables == dict.fromkeys(["projects", "users", "consumer_types", "consumers"], "InnoDB")
+    assert id_types == {"varbinary(255)", "varbinary(36)"}
+
+
 def _guard(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
