@@ -69,6 +69,20 @@ class Cast:
             ),
         )
 
+    def sensitive_values(self) -> list[str]:
+        """Every id of the cast: none may reach a log line raw (ids of no uuid shape)."""
+        personas = (
+            self.admin,
+            self.member_a,
+            self.reader_a,
+            self.member_b,
+            self.stranger,
+            self.service,
+            self.roleless_a,
+            self.system_admin,
+        )
+        return sorted({v for p in personas for v in (p.user_id, p.project_id)})
+
 
 def body_for(persona: Persona, generation: int | None, **extra: Any) -> dict[str, Any]:
     """A PUT body owned by ``persona``'s project and user."""

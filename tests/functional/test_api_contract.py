@@ -20,6 +20,7 @@ import webtest
 from guard import conf as guard_conf
 from guard import deploy
 from guard.testing import Persona, deployment
+from tests.fixtures.logleak import LogLeakDetector
 from tests.fixtures.pgcluster import free_port
 from tests.functional.support import CONSUMER_KEYS, REQUEST_ID_RE, Cast, body_for, check_error
 
@@ -40,8 +41,10 @@ def app(services: deploy.Services) -> webtest.TestApp:
 
 
 @pytest.fixture
-def cast() -> Cast:
-    return Cast.new()
+def cast(log_leaks: LogLeakDetector) -> Cast:
+    new = Cast.new()
+    log_leaks.sensitive(*new.sensitive_values())  # the persona ids are secrets to the logs
+    return new
 
 
 class Client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import subprocess
@@ -20,8 +21,11 @@ def test_find_leaks_sees_raw_ids_in_every_spelling_but_not_request_ids() -> None
     value = uuid.uuid4()
     for spelling in (str(value), str(value).upper(), value.hex, value.hex.upper()):
         assert find_leaks([f"consumer={spelling}."], set()), spelling
-    assert find_leaks([f"req-{value} {guard_log.fingerprint(str(value))} {'a' * 40}"], set()) == []
+    assert find_leaks([f"req-{value} {guard_log.fingerprint(str(value))} {'a' * 31}"], set()) == []
     assert find_leaks([f"REQ-{value}x{value}"], set())  # only the second is a request id's
+    # Glued into a longer hex run, 64-hex keystone ids, any run of 32 or more.
+    for text in (f"a{value}", f"req-{value}0", value.hex + value.hex, "f" * 40):
+        assert find_leaks([text], set()), text
     assert find_leaks(["token was tok-AAA111"], {"tok-AAA111"})
 
 
@@ -111,6 +115,9 @@ def test_leaks(log_leaks):
     log_leaks.sensitive("opaque-tok-1")
     logging.getLogger("inner").debug("the token is %s", "opaque-tok-1")
 
+def test_log_file_leaks(tmp_path):
+    (tmp_path / "server.log").write_text("GET /consumers/3f1c1bd4-41a4-4e56-a59d-0e8b1d4f4a1b")
+
 def test_clean(log_leaks):
     logging.getLogger("inner").debug("consumer %s", "3f1c1bd4-41a4-4e56-a59d-0e8b1d4f4a1b")
     assert "<id:" in log_leaks.text
@@ -140,6 +147,61 @@ def test_a_leaking_test_fails_at_teardown_and_a_clean_one_passes(tmp_path: Path)
         check=False,
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "2 passed, 1 error" in result.stdout  # test_leaks passes, then errors
+    assert "3 passed, 2 errors" in result.stdout  # the leaking tests pass, then error
     assert "ERROR at teardown of test_leaks" in result.stdout
+    assert "ERROR at teardown of test_log_file_leaks" in result.stdout
     assert "sensitive value 'opaque-tok-1'" in result.stdout
+
+
+def _filterless_logger(name: str) -> tuple[logging.Logger, io.StringIO]:
+    """A logger whose only handler was attached without guard's filter (no install path)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    logger = logging.getLogger(name)
+    logger.handlers.append(handler)  # bypasses addHandler, as some libraries do
+    logger.propagate = False
+    return logger, stream
+
+
+def test_the_detector_fails_on_each_leak_it_used_to_miss() -> None:
+    """A handler without the filter, a third-party traceback, a bytes token, a declared id."""
+    value, mapping_id = str(uuid.uuid4()), uuid.uuid4().hex + uuid.uuid4().hex
+    cases = {}
+    for case in ("handler", "traceback", "bytes", "declared"):
+        logger, _ = _filterless_logger(f"keystonemiddleware.leaktest.{case}")
+        detector = LogLeakDetector()
+        detector.start()
+        try:
+            if case == "handler":
+                logger.info("consumer %s", value)
+            elif case == "traceback":
+                try:
+                    raise LookupError(f"no user {mapping_id}")
+                except LookupError:
+                    logger.exception("token validation failed")
+            elif case == "bytes":
+                logger.debug("headers %s", {"X-Auth-Token": b"Zqtok12345"})
+            else:
+                detector.sensitive("acct-billing-7f3")  # a project id of no uuid shape
+                logger.info("project acct-billing-7f3 over quota")
+        finally:
+            detector.stop()
+            logger.handlers.clear()
+            logger.propagate = True
+        cases[case] = detector.leaks()
+    assert "raw id" in cases["handler"][0] and value in cases["handler"][0]
+    assert "Traceback" in cases["traceback"][0] and mapping_id in cases["traceback"][0]
+    assert "raw token" in cases["bytes"][0]
+    assert "sensitive value 'acct-billing-7f3'" in cases["declared"][0]
+
+
+def test_text_handed_over_is_scanned() -> None:
+    detector = LogLeakDetector()
+    detector.start()
+    try:
+        detector.scan_text(f"Traceback ... KeyError: '{uuid.uuid4()}'")  # a subprocess's stderr
+    finally:
+        detector.stop()
+    (leak,) = detector.leaks()
+    assert "raw id" in leak
