@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from guard.testing import Persona
 from tests.fixtures.pgcluster import free_port
 
 STARTUP_TIMEOUT = 60
@@ -80,13 +81,8 @@ def get(url: str, headers: dict[str, str] | None = None) -> int:
 
 
 def member(project: str) -> dict[str, str]:
-    return {
-        "X-Identity-Status": "Confirmed",
-        "X-User-Id": "cli-user",
-        "X-Project-Id": project,
-        "X-Roles": "member,reader",
-        "X-Openstack-Request-Id": GLOBAL_ID,
-    }
+    persona = Persona("cli-user", project, ("member", "reader"))
+    return {**persona.headers(), "X-Openstack-Request-Id": GLOBAL_ID}
 
 
 @pytest.fixture

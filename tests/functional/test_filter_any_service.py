@@ -23,17 +23,13 @@ from hypothesis import strategies as st
 from paste.deploy import loadapp
 
 from guard.context import RequestContext
+from guard.testing import Persona
 
 # The guard filter's factory installs guard's redacting filter process-wide:
 # undone after each test (the suite's isolated_install fixture).
 pytestmark = pytest.mark.usefixtures("isolated_install")
 
-MEMBER = {
-    "X-Identity-Status": "Confirmed",
-    "X-User-Id": "svc-user",
-    "X-Project-Id": "svc-project",
-    "X-Roles": "member,reader",
-}
+MEMBER = Persona("svc-user", "svc-project", ("member", "reader")).headers()
 #: What the service answers, by path: (status, content type, body, extra headers).
 ANSWERS: dict[str, tuple[str, str, bytes, list[tuple[str, str]]]] = {
     "/v2.1/servers/conflict": ("409 Conflict", "text/plain", b"generation conflict", []),

@@ -20,16 +20,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from guard.testing import Persona
 from tests.fixtures.pgcluster import free_port
 from tests.functional.test_deploy_cli import guard, serving_url, stop
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
-ADMIN = {
-    "X-Identity-Status": "Confirmed",
-    "X-User-Id": "health-admin",
-    "X-Project-Id": "ops",
-    "X-Roles": "admin,member,reader",
-}
+ADMIN = Persona("health-admin", "ops", ("admin", "member", "reader")).headers()
 
 
 def call(base: str, method: str = "GET", headers: dict[str, str] | None = None):

@@ -22,6 +22,7 @@ from keystonemiddleware import fixture as ksm_fixture
 from paste.deploy import loadapp
 
 from guard.db import migration
+from guard.testing import Persona
 
 # The guard filter's factory installs guard's redacting filter process-wide:
 # undone after each test (the suite's isolated_install fixture).
@@ -124,8 +125,7 @@ def test_the_filter_keys_fingerprints_with_guard_conf(
     migration.upgrade(sqlite_url)
     app = load("trusted", write_guard_conf(tmp_path, sqlite_url))
     consumer = str(uuid.uuid4())
-    member = {"X-Identity-Status": "Confirmed", "X-User-Id": "u", "X-Project-Id": "p",
-              "X-Roles": "reader"}  # fmt: skip
+    member = Persona("u", "p", ("reader",)).headers()
     with caplog.at_level(logging.INFO, logger="guard.access"):
         app.get(f"/consumers/{consumer}", headers=member, status=404)
     (line,) = [r.getMessage() for r in caplog.records if r.name == "guard.access"]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from guard.testing import http
+from guard.testing import Persona, http
 from tests.functional.test_serve import guard_serve, read_until_serving
 
 LIST = "guard:consumers:list"
@@ -34,12 +34,7 @@ RELOAD_WAIT = 20.0
 
 
 def identity(roles: str, project: str = "proj-a") -> dict[str, str]:
-    return {
-        "X-Identity-Status": "Confirmed",
-        "X-User-Id": "u-" + roles.replace(",", "-"),
-        "X-Project-Id": project,
-        "X-Roles": roles,
-    }
+    return Persona("u-" + roles.replace(",", "-"), project, tuple(roles.split(","))).headers()
 
 
 ADMIN = identity("admin,member,reader", "proj-ops")

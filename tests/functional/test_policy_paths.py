@@ -19,19 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from guard.testing import http
+from guard.testing import Persona, http
 from tests.functional.test_serve import guard_serve, read_until_serving
 
 LIST = "guard:consumers:list"
 SHOW = "guard:consumers:show"
 BROKEN = f'"{SHOW}": "rule:nobody"\n"{LIST}": "rule:admin or"\n'
 ADMIN_ONLY_LIST = f'"{LIST}": "rule:admin"\n'
-READER = {
-    "X-Identity-Status": "Confirmed",
-    "X-User-Id": "ann",
-    "X-Project-Id": "proj-a",
-    "X-Roles": "reader",
-}
+READER = Persona("ann", "proj-a", ("reader",)).headers()
 TIMEOUT = 60
 
 
