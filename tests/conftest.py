@@ -31,6 +31,16 @@ pytest_plugins = ["tests.fixtures.logleak"]
 BACKENDS = ("sqlite", "postgresql", "mariadb")
 
 
+@pytest.fixture(autouse=True)
+def _no_lasting_log_install(isolated_install: None) -> None:
+    """Undo, after every test, whatever guard.log.install() did during it.
+
+    Building a pipeline in process (paste, the WSGI entry point, the filter)
+    installs guard's filter process-wide, as a server must; left in place it
+    would redact what later tests on the same worker inspect.
+    """
+
+
 def _missing(what: str, error: Exception) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{what} is required in CI: {error}")
