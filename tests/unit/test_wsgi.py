@@ -21,14 +21,30 @@ READER = Persona("rita", "project-r", ("reader",))
 
 @pytest.fixture(autouse=True)
 def restored_logging() -> Iterator[None]:
-    """build_from sets up this process's logging (oslo.log); undo it after each test."""
+    """build_from sets up this process's logging (oslo.log); undo it after each test.
+
+    oslo.log replaces the root logger's handlers and sets the levels of the
+    loggers it names, so both are put back as they were.
+    """
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    levels = {
+        name: logger.level
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
     yield
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-        handler.close()
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
     root.setLevel(level)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))
 
 
 @pytest.fixture
