@@ -30,7 +30,8 @@ class RequestContext(oslo_context.RequestContext):
 
     def __init__(self, *args: Any, enforcer: Authorizer | None = None, **kwargs: Any) -> None:
         # overwrite=False: guard never relies on oslo.context's thread-local
-        # "current context"; each call receives its context explicitly.
+        # "current context"; each call receives its context explicitly. (The
+        # middleware sets it per request, for oslo.log's formatters only.)
         kwargs.setdefault("overwrite", False)
         super().__init__(*args, **kwargs)
         self.enforcer = enforcer

@@ -450,3 +450,48 @@ def test_long_urls_stay_out_of_the_urlsplit_cache(app: webtest.TestApp) -> None:
     assert urllib.parse.urlsplit(short + "?x").query == "x"
     assert urllib.parse.urlsplit.cache_info().currsize == min(cached + 1, 128)
     urllib.parse.clear_cache()  # the standard library's own API still works
+
+
+class _InnerLogger(Recorder):
+    """A Recorder that logs one line, as a library below the filter would."""
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        logging.getLogger("guard.tests.inner").warning("inner line")
+        return super().__call__(environ, start_response)
+
+
+def test_log_lines_carry_the_request_id_of_their_own_request(enforcer: Any) -> None:
+    """oslo.log's context formatter takes the thread's current context for
+    records logged without one (alembic, SQLAlchemy, any library below): it
+    must be this request's, not the first request the thread ever served."""
+    from oslo_log import formatters
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatters.ContextFormatter(config=guard_conf.load()))
+    loggers = [logging.getLogger("guard.tests.inner"), middleware.ACCESS_LOG]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        app = webtest.TestApp(middleware.GuardMiddleware(_InnerLogger(), enforcer))
+        answered = [
+            app.get("/consumers", headers=CONFIRMED),
+            app.get("/consumers", headers={**CONFIRMED, "X-User-Id": "u-bob"}),
+            app.get("/"),
+            app.get("/consumers/%ff", status=400),
+        ]
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+    lines = stream.getvalue().splitlines()
+    bracketed = [re.search(r"\[\S+ (req-[0-9a-f-]{36})\]", line) for line in lines]
+    assert all(bracketed), lines
+    expected = []
+    for response in answered:
+        request_id = response.headers["X-Openstack-Request-Id"]
+        # The inner app's line (not reached for the undecodable path), then the access line.
+        expected += [request_id] * (1 if response.status_int == 400 else 2)
+    assert [match.group(1) for match in bracketed if match] == expected
