@@ -27,7 +27,6 @@ from typing import Any, Protocol
 
 import sqlalchemy.exc
 import webob
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from oslo_config import cfg
 from oslo_middleware.healthcheck import disable_by_file, pluginbase
@@ -86,12 +85,14 @@ class DatabaseCheck(pluginbase.HealthcheckBaseExtension):
         self.repository.ping()  # raises Unavailable -> 503 (refused, timed out, ...)
         try:
             with self.engine.connect() as connection:
-                revisions = MigrationContext.configure(connection).get_current_heads()
+                revisions = migration.current_heads(connection)
         except sqlalchemy.exc.SQLAlchemyError:
             return pluginbase.HealthcheckResult(False, exception.Unavailable.default_detail)
-        if frozenset(revisions) != schema_heads():
-            return pluginbase.HealthcheckResult(False, SCHEMA_NOT_AT_HEAD, ",".join(revisions))
-        return pluginbase.HealthcheckResult(True, "OK", ",".join(revisions))
+        if revisions != schema_heads():
+            return pluginbase.HealthcheckResult(
+                False, SCHEMA_NOT_AT_HEAD, ",".join(sorted(revisions))
+            )
+        return pluginbase.HealthcheckResult(True, "OK", ",".join(sorted(revisions)))
 
 
 def backends(conf: cfg.ConfigOpts, repository: ConsumerRepository, engine: Engine) -> list[Any]:

@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import sqlalchemy
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -138,6 +139,22 @@ def head() -> str:
     revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert revision is not None, "guard ships at least one migration"
     return revision
+
+
+#: alembic's version table (guard keeps alembic's default name).
+_VERSION_TABLE = sqlalchemy.table("alembic_version", sqlalchemy.column("version_num"))
+
+
+def current_heads(connection: Connection) -> frozenset[str]:
+    """The revisions the database on ``connection`` is at (empty before the first upgrade).
+
+    What alembic's ``MigrationContext.get_current_heads()`` answers, read
+    directly: building a ``MigrationContext`` logs two INFO lines each time,
+    and the healthcheck asks on every load balancer probe.
+    """
+    if not sqlalchemy.inspect(connection).has_table(_VERSION_TABLE.name):
+        return frozenset()
+    return frozenset(connection.execute(sqlalchemy.select(_VERSION_TABLE.c.version_num)).scalars())
 
 
 def current(url: str) -> str | None:

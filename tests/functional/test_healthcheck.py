@@ -132,3 +132,25 @@ def test_head_and_the_drain_file(served_with_drain_file) -> None:
     assert status == 200
     assert set(body) == {"status", "database", "schema", "policy", "audit"}
     assert call(base, "POST")[0] == 405
+
+
+def test_a_probe_writes_one_access_line_and_nothing_else(tmp_path: Path) -> None:
+    """A load balancer probes every few seconds: its log is one access line
+    a probe, not the schema check's alembic chatter."""
+    config = tmp_path / "guard.conf"
+    config.write_text(
+        f"[database]\nconnection = sqlite:///{tmp_path / 'guard.sqlite'}\n"
+        f"[guard]\npipeline = trusted\n[api]\nbind_port = {free_port()}\n"
+    )
+    process = guard(tmp_path, "serve", "--config-file", str(config))
+    try:
+        base = serving_url(process)
+        probes = [call(base, method) for method in ("GET", "HEAD") * 2]
+    finally:
+        process_log = stop(process)
+    for status, headers, _ in probes:
+        assert status == 200
+        lines = [
+            line for line in process_log.splitlines() if headers["X-Openstack-Request-Id"] in line
+        ]
+        assert len(lines) == 1 and "guard.access" in lines[0], lines
