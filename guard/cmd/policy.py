@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import sys
@@ -93,7 +94,11 @@ def sample_text() -> str:
 def sample(args: argparse.Namespace) -> int:
     text = sample_text()
     if args.output_file:
-        Path(args.output_file).write_text(text)
+        try:
+            Path(args.output_file).write_text(text)
+        except OSError as exc:
+            print(f"error: cannot write {args.output_file}: {exc.strerror}", file=sys.stderr)
+            return 1
     else:
         sys.stdout.write(text)
     return 0
@@ -114,6 +119,14 @@ def explain(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(enforcer.explain(args.rule, args.target, args.creds))
+    names = set(enforcer.registered_rules) | set(enforcer.file_rules)
+    if args.rule not in names:
+        # Explained as oslo.policy decides it (denied), but an operator who
+        # mistyped a name must not read that as the rule's answer.
+        close = difflib.get_close_matches(args.rule, sorted(names), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        print(f"error: no rule named '{args.rule}'{hint}", file=sys.stderr)
+        return 1
     return 0
 
 

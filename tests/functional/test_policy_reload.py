@@ -211,6 +211,30 @@ def test_a_dangling_link_is_never_applied(tmp_path, fake):
     assert "is missing" in enforcer.last_reload_error
 
 
+def _binary(path: Path) -> None:
+    path.write_bytes(b"\xff\xfe\x00 not text \x80")
+
+
+def _directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+@pytest.mark.parametrize(("operation", "reason"), [(_binary, "not UTF-8"), (_directory, "")])
+def test_an_unreadable_file_is_held_and_named_unreadable(
+    enforcer, policy_path, fake, operation, reason
+):
+    """A file that is there but cannot be read is not reported as missing:
+    the operator is told what is wrong with the file they saved."""
+    revision = enforcer.revision
+    operation(policy_path)
+    assert not any(requests_for(enforcer, fake, 5.0, SHOW, READER))
+    assert enforcer.revision == revision
+    error = enforcer.last_reload_error
+    assert error.startswith("policy.yaml: the policy file cannot be read") and reason in error
+    assert "missing" not in error and str(policy_path.parent) not in error
+
+
 def test_an_empty_mapping_means_the_defaults(enforcer, policy_path, fake):
     save(policy_path, "{}\n")
     assert requests_for(enforcer, fake, 2.5, SHOW, READER)[-1]  # the default rule

@@ -212,3 +212,19 @@ def test_the_update_rule_documents_what_a_change_of_owner_needs():
     assert "checked on the consumer as stored" in words
     assert "also needs guard:consumers:create on the consumer as it will be" in words
     assert "both" not in words
+
+
+def test_sample_to_a_path_it_cannot_write_is_a_clean_error(tmp_path, capsys):
+    target = tmp_path / "no-such-dir" / "policy.yaml"
+    assert main(["policy", "sample", "--output-file", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write") and "Traceback" not in err
+    assert not target.exists()
+
+
+def test_explain_of_a_rule_name_with_a_typo_says_so_and_fails(capsys):
+    creds = json.dumps({"roles": ["reader"], "project_id": "p1"})
+    assert main(["policy", "explain", "--rule", "guard:consumers:shwo", "--creds", creds]) == 1
+    captured = capsys.readouterr()
+    assert "no rule named 'guard:consumers:shwo'" in captured.err
+    assert f"did you mean '{SHOW}'" in captured.err
