@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from guard import audit, deploy, exception, gunicorn_conf, logsetup, policy, wsgi
 from guard import conf as guard_conf
 from guard.cmd import config
+from guard.db import errors as db_errors
 from guard.policy.paths import resolve_policy_file
 from guard.tools import demo
 
@@ -132,8 +133,14 @@ def serve(args: argparse.Namespace) -> int:
         print(f"guard serve: refusing to start, invalid policy file: {error}", file=sys.stderr)
         return 2
     except (exception.Unavailable, sqlalchemy.exc.SQLAlchemyError, ValueError) as error:
-        # The error's text may carry the URL's password: say its kind only.
-        print(f"guard serve: cannot use the database ({type(error).__name__})", file=sys.stderr)
+        # The driver's text may carry the URL's password: say what failed in
+        # guard's own words (as `guard db` does), else the error's kind only.
+        cause = error.__cause__ if isinstance(error, exception.Unavailable) else error
+        if isinstance(cause, sqlalchemy.exc.SQLAlchemyError):
+            detail = db_errors.describe(cause)
+        else:
+            detail = type(error).__name__
+        print(f"guard serve: cannot use the database: {detail}", file=sys.stderr)
         return 1
     try:
         app = deploy.build_pipeline(services, conf.guard.pipeline)

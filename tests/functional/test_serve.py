@@ -135,6 +135,24 @@ def test_invalid_policy_file_refuses_to_start(tmp_path: Path) -> None:
     assert "rule:admin or" not in stderr  # names rule and line, not the text
 
 
+@pytest.mark.parametrize(
+    ("database", "said"),
+    [
+        ("sqlite:///{tmp}/no-such-dir/guard.sqlite", "cannot open the SQLite file"),
+        ("postgresql+psycopg://guard:Pw-Never-Shown@127.0.0.1:{port}/guard", "connection refused"),
+    ],
+)
+def test_an_unusable_database_refuses_to_start_saying_why(
+    tmp_path: Path, database: str, said: str
+) -> None:
+    url = database.format(tmp=tmp_path, port=free_port())
+    process = guard_serve(tmp_path, "--port", "0", "--pipeline", "trusted", "--database", url)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1 and "guard serving" not in stdout
+    assert f"guard serve: cannot use the database: {said}" in stderr
+    assert "Pw-Never-Shown" not in stderr and "Traceback" not in stderr
+
+
 def test_flags_override_the_configuration_file(tmp_path: Path) -> None:
     config = tmp_path / "guard.conf"
     config.write_text(
