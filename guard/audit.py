@@ -54,6 +54,12 @@ _CACHED_TEXT_LEN = 80
 _MAX_CACHED_TEXTS = 2048
 # A fixed text whose fingerprint changes when the fingerprint key does.
 _KEY_PROBE = "guard.audit"
+#: At most this many roles of one decision are kept, the rest counted: the
+#: queue is bounded in decisions, so each decision must be bounded in bytes
+#: (roles and ids are whatever the identity headers say; keystone's tokens
+#: carry a few roles, of at most 255 characters, and ids of at most 64).
+MAX_ROLES = 64
+_MAX_TEXT_CHARS = 255
 #: How long a decision may wait before the writer logs it (seconds).
 WRITE_INTERVAL_S = 0.1
 # How often flush() looks again whether the writer is done (seconds).
@@ -77,7 +83,29 @@ def _value(source: Any, name: str) -> Any:
     return getattr(source, name, None)
 
 
+class _Fingerprint(str):
+    """An id fingerprinted when it was recorded (it was too long to keep)."""
+
+
+def _kept(value: Any) -> Any:
+    """``value`` as the queue keeps it: a text too long for an id is fingerprinted now."""
+    if isinstance(value, str) and len(value) > _MAX_TEXT_CHARS:
+        return _Fingerprint(fingerprint(value))
+    return value
+
+
+def _kept_roles(roles: Any) -> list[str]:
+    """At most :data:`MAX_ROLES` roles, each bounded; the others counted."""
+    roles = list(roles)
+    kept = [_kept(str(role)) for role in roles[:MAX_ROLES]]
+    if len(roles) > MAX_ROLES:
+        kept.append(f"(+{len(roles) - MAX_ROLES} more)")
+    return kept
+
+
 def _fingerprint_or_none(value: Any) -> str | None:
+    if isinstance(value, _Fingerprint):
+        return value
     return fingerprint(str(value)) if value else None
 
 
@@ -183,11 +211,11 @@ class DecisionLog:
                     action,
                     bool(allowed),
                     branch,
-                    _value(creds, "user_id"),
-                    _value(creds, "project_id"),
-                    _value(target, "project_id"),
-                    _value(target, "user_id"),
-                    [str(role) for role in roles],
+                    _kept(_value(creds, "user_id")),
+                    _kept(_value(creds, "project_id")),
+                    _kept(_value(target, "project_id")),
+                    _kept(_value(target, "user_id")),
+                    _kept_roles(roles),
                     revision,
                     microseconds,
                 )

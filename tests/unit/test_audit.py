@@ -326,3 +326,39 @@ def test_cached_redactions_follow_a_new_fingerprint_key(sink: Sink, isolated_ins
     first, second = (json.loads(line)["roles"][0] for line in sink.lines)
     assert first != second
     assert second == f"r-{guard_log.fingerprint(raw)}"
+
+
+def test_what_waits_in_the_queue_is_bounded_in_bytes_whatever_the_caller_sends(
+    sink: Sink,
+) -> None:
+    """The queue is bounded in decisions; each decision must be bounded in
+    bytes too, or 10,000 decisions of 20,000 roles each hold gigabytes while
+    the writer catches up (roles and ids are whatever the identity headers say)."""
+    import tracemalloc
+
+    decision_log = make_log(sink, maxsize=200)
+    roles = [f"role{i:06d}" for i in range(20_000)]
+    long_user = "u" * 100_000
+    sink.open.clear()  # the sink hangs: everything recorded waits in the queue
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(100):  # each request parses its own headers: fresh strings
+            creds = {
+                "user_id": "u" * 100_000,
+                "project_id": "p1",
+                "roles": list(map(str.upper, roles)),
+            }
+            decide(decision_log, creds=creds)
+            del creds
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 10_000_000, f"{held} bytes held by 100 queued decisions"
+    sink.open.set()
+    assert decision_log.flush()
+    decision_log.close()
+    entry = json.loads(sink.lines[-1])
+    assert entry["user"] == guard_log.fingerprint(long_user)  # the same id, the same fingerprint
+    assert entry["roles"][: audit.MAX_ROLES] == [role.upper() for role in roles[: audit.MAX_ROLES]]
+    assert entry["roles"][audit.MAX_ROLES :] == [f"(+{20_000 - audit.MAX_ROLES} more)"]
