@@ -229,11 +229,10 @@ class Enforcer(policy.Enforcer):
             self.policy_path is not None and files.main is None and self._main_applied
         )
         if not first and (files.empty or (missing and self._main_applied)):
-            if files.main_missing or not missing:
+            if files.main_unreadable:
+                what = f"cannot be read ({files.main_unreadable})"
+            else:
                 what = "is missing" if missing else f"is empty ({', '.join(files.empty)})"
-            else:  # there but unreadable: read first, so the first of the unreadable
-                reason = files.unreadable[0][1] if files.unreadable else "cannot be read"
-                what = f"cannot be read ({reason})"
             name = _source_name(self.policy_path or "policy file")
             self._hold(f"{name}: the policy file {what}; the last good rules stay in force")
             return

@@ -55,6 +55,8 @@ class PolicyFiles:
     main_missing: str | None = None
     #: Base names of the files that are empty (0 bytes).
     empty: tuple[str, ...] = field(default=())
+    #: Why the main policy file, there, cannot be read (not UTF-8, a directory, ...).
+    main_unreadable: str | None = None
 
     @property
     def present(self) -> bool:
@@ -163,7 +165,7 @@ class PolicySource:
         contents: list[tuple[str, str]] = []
         unreadable: list[tuple[str, str]] = []
         empty: list[str] = []
-        main_missing = None
+        main_missing = main_unreadable = None
         for path in ([main] if main else []) + directory_files:
             try:
                 with open(path, encoding="utf-8") as handle:
@@ -176,6 +178,8 @@ class PolicySource:
                     continue  # a policy.d file removed: its rules are gone
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
                 unreadable.append((path, reason or "cannot be read"))
+                if path == main:
+                    main_unreadable = reason or "cannot be read"
                 digest.update(f"unreadable:{path}\0".encode())
                 continue
             if not text:
@@ -191,4 +195,5 @@ class PolicySource:
             digest=digest.hexdigest(),
             main_missing=main_missing,
             empty=tuple(empty),
+            main_unreadable=main_unreadable,
         )

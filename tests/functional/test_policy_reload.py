@@ -235,6 +235,21 @@ def test_an_unreadable_file_is_held_and_named_unreadable(
     assert "missing" not in error and str(policy_path.parent) not in error
 
 
+def test_oslos_default_name_deleted_after_it_applied_is_missing(tmp_path, fake):
+    """policy.yaml found beside the configuration file, applied, then deleted:
+    held as missing (not as unreadable: nothing was there to read)."""
+    config = tmp_path / "guard.conf"
+    config.write_text("")
+    conf = cfg.ConfigOpts()
+    conf(["--config-file", str(config)], project="guard", default_config_files=[])
+    enforcer = make_enforcer(conf, clock=fake.clock())
+    save(tmp_path / "policy.yaml", ADMIN_ONLY)
+    assert not requests_for(enforcer, fake, 2.5, SHOW, READER)[-1]
+    (tmp_path / "policy.yaml").unlink()
+    assert not any(requests_for(enforcer, fake, 5.0, SHOW, READER))
+    assert "is missing" in enforcer.last_reload_error
+
+
 def test_an_empty_mapping_means_the_defaults(enforcer, policy_path, fake):
     save(policy_path, "{}\n")
     assert requests_for(enforcer, fake, 2.5, SHOW, READER)[-1]  # the default rule
