@@ -69,7 +69,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="seed demo projects, users and consumers and print curl lines to try",
+        help="seed demo projects, users and consumers and print curl lines to try "
+        "(in ./var/guard.sqlite unless --database is given, whatever the configuration says)",
     )
     parser.set_defaults(func=serve)
 
@@ -117,6 +118,10 @@ def serve(args: argparse.Namespace) -> int:
     except (cfg.Error, ValueError) as error:
         print(f"guard serve: invalid configuration: {error}", file=sys.stderr)
         return 2
+    if args.demo and args.database is None:
+        # The demo resets its rows: never in a database found by the config
+        # search (an operator's /etc/guard/guard.conf), only in the embedded file.
+        conf.set_override("connection", None, group="database")
     if args.demo and args.pipeline is None:
         conf.set_override("pipeline", "trusted", group="guard")
     if args.demo and conf.guard.pipeline != "trusted":

@@ -123,6 +123,22 @@ def test_demo_lines_answer_as_printed(tmp_path: Path) -> None:
         assert "demo-alice" not in line and "demo-project-a" not in line
 
 
+def test_demo_never_seeds_a_configured_database(tmp_path: Path) -> None:
+    """--demo resets its rows in the embedded file, not in the database a config names."""
+    operators = tmp_path / "operators.sqlite"
+    config_file = tmp_path / "guard.conf"
+    config_file.write_text(f"[database]\nconnection = sqlite:///{operators}\n")
+    process = guard_serve(tmp_path, "--config-file", str(config_file), "--demo", "--port", "0")
+    try:
+        read_until_serving(process)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert (tmp_path / "var" / "guard.sqlite").exists()
+    assert not operators.exists()
+
+
 def test_invalid_policy_file_refuses_to_start(tmp_path: Path) -> None:
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text('# operator rules\n"guard:consumers:list": "rule:admin or"\n')
