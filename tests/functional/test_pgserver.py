@@ -23,7 +23,7 @@ def test_throwaway_postgresql_serves_an_empty_database_and_cleans_up() -> None:
     try:
         engine = sqlalchemy.create_engine(url)
         with engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT current_database()").scalar() == "guard"
+            assert conn.exec_driver_sql("SELECT current_database()").scalar().startswith("guard_")
             tables = conn.exec_driver_sql(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
             ).scalar()
