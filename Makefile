@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8778
 PYTEST_WORKERS ?= 2
+# The oldest oslo.policy pyproject.toml allows: installed beside the newest, for
+# tests/unit/test_oslo_floor.py (the differential test and oslo's suite on it).
+OSLO_POLICY_FLOOR := $(shell sed -n 's/.*"oslo\.policy>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 
 .PHONY: install run test lint format bench clean
 
@@ -13,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --upgrade --no-deps \
+		--target $(VENV)/oslo-policy-floor/$(OSLO_POLICY_FLOOR) oslo.policy==$(OSLO_POLICY_FLOOR)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -2,7 +2,8 @@
 
 The newest (the one ``make install`` picks) is what the rest of the suite
 runs on. Here the floor release named in pyproject (``oslo.policy>=X``) is
-installed alone (``pip install --no-deps --target``, cached in the virtualenv)
+installed alone (``pip install --no-deps --target`` into the virtualenv, done by
+``make install``; made here only where that step was skipped)
 and put first on ``PYTHONPATH`` for a subprocess that runs
 tests/unit/test_policy_equivalence.py (10,000 cases and more) and
 tests/unit/test_oslo_suite.py (oslo.policy's own tests of that release, with
