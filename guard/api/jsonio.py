@@ -57,6 +57,9 @@ def read_json_object(req: webob.Request) -> dict[str, Any]:
     """Return the request body as a JSON object, or raise the contract's error."""
     if not is_json_utf8(req.environ.get("CONTENT_TYPE")):
         raise exception.UnsupportedMediaType()
+    # A compressed body is not UTF-8 JSON either: refused, never read as if plain.
+    if req.environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() != "identity":
+        raise exception.UnsupportedMediaType("The request body must not be content-encoded.")
     limit = req.environ.get(ENV_MAX_BODY_SIZE, DEFAULT_MAX_BODY_SIZE)
     too_large = exception.TooLarge(f"The request body is larger than {limit} bytes.")
     if req.content_length is not None and req.content_length > limit:

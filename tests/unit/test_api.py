@@ -151,6 +151,23 @@ def test_reader_wants_json_content_type(content_type: str | None) -> None:
         read_json_object(put_request(b"{}", content_type))
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP", "identity, gzip"])
+def test_reader_refuses_a_content_encoded_body(encoding: str) -> None:
+    """A body declared compressed is not the UTF-8 JSON the contract takes
+    (415), even when its bytes happen to parse as JSON."""
+    req = put_request(b'{"consumer_generation": null}')
+    req.headers["Content-Encoding"] = encoding
+    with pytest.raises(exception.UnsupportedMediaType):
+        read_json_object(req)
+
+
+@pytest.mark.parametrize("encoding", ["identity", "IDENTITY", " identity "])
+def test_reader_takes_the_identity_encoding(encoding: str) -> None:
+    req = put_request(b'{"consumer_generation": null}')
+    req.headers["Content-Encoding"] = encoding
+    assert read_json_object(req) == {"consumer_generation": None}
+
+
 def test_reader_checks_content_type_before_size() -> None:
     with pytest.raises(exception.UnsupportedMediaType):
         read_json_object(put_request(b" " * 100, "text/plain", limit=10))
