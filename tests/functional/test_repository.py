@@ -24,6 +24,7 @@ from guard.context import RequestContext
 from guard.db import api, migration, models
 from guard.policy import make_enforcer
 from guard.repository import KEEP, Consumer, ConsumerRepository
+from tests.functional.support import CONSUMER_KEYS
 
 A, B = "project-a", "project-b"
 
@@ -410,15 +411,7 @@ def test_consumer_json(repo, enforcer):
     repo.ping()  # the database answers
     row = repo.create(admin(enforcer), new_uuid(), project_id=A, user_id="u")
     body = repo.get(admin(enforcer), row.uuid).to_dict()
-    assert set(body) == {
-        "uuid",
-        "project_id",
-        "user_id",
-        "consumer_type",
-        "generation",
-        "created_at",
-        "updated_at",
-    }
+    assert set(body) == CONSUMER_KEYS
     assert (body["consumer_type"], body["generation"]) == (None, 0)
     assert body["created_at"] == row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert len(body["created_at"]) == 20 and body["updated_at"].endswith("Z")
