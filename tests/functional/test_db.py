@@ -23,6 +23,17 @@ from guard.db import api, migration, models
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def count_projects_after_a_dropped_connection(engine: sqlalchemy.Engine) -> int:
+    """A read through run_in_transaction, retried on a new connection if the pooled one died."""
+    return api.run_in_transaction(
+        engine,
+        lambda conn: conn.execute(
+            sqlalchemy.select(sqlalchemy.func.count()).select_from(models.Project)
+        ).scalar(),
+        write=False,
+    )
+
+
 def test_upgrade_is_idempotent_and_matches_the_models(database_url: str):
     assert migration.current(database_url) is None
     migration.upgrade(database_url)
@@ -109,14 +120,7 @@ def test_postgresql_engine_has_timeouts_and_survives_a_dropped_connection(postgr
         # The server drops the pooled connection (a restart, an idle timeout).
         with sqlalchemy.create_engine(postgresql_url).connect() as admin:
             admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(victim)})")
-        count = api.run_in_transaction(
-            engine,
-            lambda conn: conn.execute(
-                sqlalchemy.select(sqlalchemy.func.count()).select_from(models.Project)
-            ).scalar(),
-            write=False,
-        )
-        assert count == 0
+        assert count_projects_after_a_dropped_connection(engine) == 0
     finally:
         engine.dispose()
 
@@ -145,14 +149,7 @@ def test_mariadb_engine_has_timeouts_read_committed_strict_mode_and_survives_a_k
         # The server drops the pooled connection (a restart, wait_timeout).
         with sqlalchemy.create_engine(mariadb_url).connect() as admin:
             admin.exec_driver_sql(f"KILL {int(victim)}")
-        count = api.run_in_transaction(
-            engine,
-            lambda conn: conn.execute(
-                sqlalchemy.select(sqlalchemy.func.count()).select_from(models.Project)
-            ).scalar(),
-            write=False,
-        )
-        assert count == 0
+        assert count_projects_after_a_dropped_connection(engine) == 0
     finally:
         engine.dispose()
 
