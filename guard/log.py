@@ -44,6 +44,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from guard import logpatterns as patterns
+from guard.logrecords import make_record
 
 LOG = logging.getLogger(__name__)
 
@@ -353,19 +354,16 @@ def log_redacted(logger: logging.Logger, level: int, message: str) -> None:
     a request id checked against its pattern, or text its caller passed
     through :func:`redact`. The record is marked as redacted, as the filter
     marks a record it has done, so the handlers' filter does not scan the
-    whole line again; and it is made without ``findCaller``'s walk of the
-    stack. Measured need: both cost about half of the two lines' 40 us
-    budget a request (guard.tools.bench.logfilter).
+    whole line again; it is made without ``findCaller``'s walk of the stack,
+    and from a per-thread template (:func:`guard.logrecords.make_record`).
+    Measured need: the scan and the walk cost about half of the two lines'
+    40 us budget a request (guard.tools.bench.logfilter), the standard
+    record's constructor a quarter of the rest.
     """
     if not logger.isEnabledFor(level):
         return
     caller = sys._getframe(1)
-    code = caller.f_code
-    record = logger.makeRecord(
-        logger.name, level, code.co_filename, caller.f_lineno, message, (), None, code.co_name
-    )
-    record.__dict__[_MARK] = True
-    logger.handle(record)
+    logger.handle(make_record(logger, level, message, caller.f_code, caller.f_lineno, _MARK))
 
 
 def _carries_filter(handler: logging.Handler) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -362,3 +363,92 @@ def test_what_waits_in_the_queue_is_bounded_in_bytes_whatever_the_caller_sends(
     assert entry["user"] == guard_log.fingerprint(long_user)  # the same id, the same fingerprint
     assert entry["roles"][: audit.MAX_ROLES] == [role.upper() for role in roles[: audit.MAX_ROLES]]
     assert entry["roles"][audit.MAX_ROLES :] == [f"(+{20_000 - audit.MAX_ROLES} more)"]
+
+
+_ANY_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from('"\\\n\t\x00é€'),
+    max_size=40,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    texts=st.lists(_ANY_TEXT, min_size=4, max_size=4),
+    roles=st.lists(_ANY_TEXT, max_size=5),
+    request_id=st.none() | _ANY_TEXT,
+    allowed=st.booleans(),
+    microseconds=st.floats(min_value=0, max_value=1e9) | st.integers(0, 10**6),
+)
+def test_the_composed_line_is_what_json_dumps_writes(
+    texts: list[str], roles: list[str], request_id: str | None, allowed: bool, microseconds: Any
+) -> None:
+    """The writer composes the line itself: it must be exactly json.dumps's object."""
+    sink = Sink()
+    decision_log = make_log(sink)
+    action, branch, revision, user = texts
+    creds = {"user_id": user, "project_id": "p1", "roles": roles}
+    decide(
+        decision_log,
+        action=action,
+        allowed=allowed,
+        branch=branch,
+        creds=creds,
+        revision=revision,
+        microseconds=microseconds,
+        request_id=request_id,
+    )
+    decision_log.close()
+    (line,) = sink.lines
+    entry = json.loads(line)
+    redacted = guard_log.redact
+    expected = {
+        "time": entry["time"],
+        "request_id": None if request_id is None else redacted(request_id),
+        "global_request_id": None,
+        "action": redacted(action),
+        "allowed": allowed,
+        "branch": redacted(branch),
+        "user": guard_log.fingerprint(user) if user else None,
+        "project": guard_log.fingerprint("p1"),
+        "target_project": guard_log.fingerprint("p2"),
+        "target_user": guard_log.fingerprint("u2"),
+        "roles": [redacted(role) for role in roles],
+        "revision": redacted(revision),
+        "microseconds": round(microseconds, 1),
+    }
+    assert line == json.dumps(expected, separators=(",", ":"))
+
+
+def test_the_time_is_the_decisions_in_utc_to_the_microsecond(sink: Sink) -> None:
+    from datetime import datetime
+
+    decision_log = make_log(sink)
+    before = time.time()
+    decide(decision_log)
+    after = time.time()
+    decision_log.close()
+    stamp = json.loads(sink.lines[0])["time"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", stamp)
+    assert before - 1e-6 <= datetime.fromisoformat(stamp).timestamp() <= after + 1e-6
+
+
+def test_every_decision_is_its_own_line_in_the_order_recorded(sink: Sink) -> None:
+    """Many threads record at once; each thread's decisions come out in its order, none lost."""
+    decision_log = make_log(sink)
+    decision_log._interval = 0.001  # the writer drains while the threads record
+
+    def requests(thread: int) -> None:
+        for number in range(300):
+            decide(decision_log, action=f"t{thread}", microseconds=number)
+
+    threads = [threading.Thread(target=requests, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    decision_log.close()
+    entries = [json.loads(line) for line in sink.lines]
+    assert len(entries) == 1200 and decision_log.dropped == 0
+    for thread in range(4):
+        numbers = [e["microseconds"] for e in entries if e["action"] == f"t{thread}"]
+        assert numbers == [float(n) for n in range(300)]

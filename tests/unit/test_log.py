@@ -458,12 +458,21 @@ def test_oslo_log_output_is_redacted_context_and_error_summary_too(tmp_path: Pat
         handler.close()
 
 
-@pytest.mark.parametrize(("module", "allowed"), [("guard.log", 1), ("guard.logpatterns", 0)])
+@pytest.mark.parametrize(
+    ("module", "allowed"), [("guard.log", 2), ("guard.logpatterns", 0), ("guard.logrecords", 0)]
+)
 def test_stdlib_only_module(module: str, allowed: int) -> None:
-    """guard.log is near the bottom of the layers: it imports nothing of guard but its patterns."""
+    """guard.log is near the bottom of the layers: it imports nothing of guard but its
+    patterns and its records."""
     source = sys.modules[module].__file__
     assert source is not None
     with open(source, encoding="utf-8") as handle:
         imports = [line for line in handle if line.startswith(("import ", "from "))]
     guard_imports = [line for line in imports if "guard" in line]
-    assert guard_imports == ["from guard import logpatterns as patterns\n"][:allowed]
+    assert (
+        guard_imports
+        == [
+            "from guard import logpatterns as patterns\n",
+            "from guard.logrecords import make_record\n",
+        ][:allowed]
+    )
