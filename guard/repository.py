@@ -209,10 +209,7 @@ class ConsumerRepository:
         # One SELECT is atomic on its own; the decision is made on the row it
         # read, after the connection is back in the pool (held no longer than
         # the query needs).
-        consumer = db.transact(
-            self._engine, lambda conn: db.find(conn, uuid), write=False, single_statement=True
-        )
-        return call.shown(consumer)
+        return call.shown(db.find_one(self._engine, uuid))
 
     def can_list(self, ctx: RequestContext) -> bool:
         """Whether the list rule can allow any row for these credentials (not the data)."""

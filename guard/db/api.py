@@ -27,6 +27,8 @@ retries the whole of it, a bounded number of times, when the database
 reports lock contention (a read also after a dropped connection); it turns
 every other database fault except an integrity violation into
 :class:`guard.exception.Unavailable`, whose detail names no host, user or SQL.
+:func:`run_read` gives the same retries and errors to a single-statement
+read that runs on the pool's DBAPI connection (:mod:`guard.db.prepared`).
 
 Why not oslo.db's enginefacade and exception filters (weighed for MySQL
 support): its retry decorator retries a write after a dropped connection
@@ -292,23 +294,42 @@ def run_in_transaction(
     ``Unavailable``. Errors of guard's own (``GuardError``) raised by
     ``work`` roll back and pass through.
     """
+
+    def attempt() -> T:
+        with engine.connect() as conn:
+            if not write:
+                _begin_read(conn, single_statement)
+                # Rolled back when the connection returns to the pool:
+                # a read has nothing to commit.
+                return work(conn)
+            with begin_write(conn):
+                return work(conn)
+
+    return _with_retries(attempt, write=write)
+
+
+def run_read(read: Callable[[], T]) -> T:
+    """Run ``read()``, one single-statement read with a connection of its own, as
+    :func:`run_in_transaction` runs a read: the same retries and the same errors.
+
+    For :class:`guard.db.prepared.PreparedRead`, which reads on the pool's
+    DBAPI connection and raises what ``Connection.execute`` raises.
+    """
+    return _with_retries(read, write=False)
+
+
+def _with_retries(attempt: Callable[[], T], *, write: bool) -> T:
+    """``attempt()``, run again while :func:`may_retry` allows; database faults mapped."""
     deadline = time.monotonic() + RETRY_BUDGET_S
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    for number in range(1, MAX_ATTEMPTS + 1):
         try:
-            with engine.connect() as conn:
-                if not write:
-                    _begin_read(conn, single_statement)
-                    # Rolled back when the connection returns to the pool:
-                    # a read has nothing to commit.
-                    return work(conn)
-                with begin_write(conn):
-                    return work(conn)
+            return attempt()
         except sqlalchemy.exc.IntegrityError:
             raise
         except sqlalchemy.exc.DBAPIError as error:
-            again = attempt < MAX_ATTEMPTS and time.monotonic() < deadline
+            again = number < MAX_ATTEMPTS and time.monotonic() < deadline
             if again and may_retry(error, write=write):
-                time.sleep(_BACKOFF_BASE_S * 2**attempt * random.uniform(0.5, 1.5))  # noqa: S311 jitter
+                time.sleep(_BACKOFF_BASE_S * 2**number * random.uniform(0.5, 1.5))  # noqa: S311 jitter
                 continue
             raise _unavailable(error) from None
         except sqlalchemy.exc.SQLAlchemyError as error:
