@@ -10,7 +10,14 @@ PYTEST_WORKERS ?= 2
 # tests/unit/test_oslo_floor.py (the differential test and oslo's suite on it).
 OSLO_POLICY_FLOOR := $(shell sed -n 's/.*"oslo\.policy>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 
-.PHONY: install run test lint format bench clean
+# OpenStack Placement, the baseline of `make bench-placement`: in a virtualenv of
+# its own (never guard's), with the gunicorn version guard's .venv has.
+PLACEMENT_VERSION := 16.0.0
+PLACEMENT_VENV := .venv-placement
+PLACEMENT_STAMP := $(PLACEMENT_VENV)/.installed-$(PLACEMENT_VERSION)
+BENCH_PLACEMENT_ARGS ?=
+
+.PHONY: install run test lint format bench bench-placement clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,5 +47,17 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/guard bench
 
+$(PLACEMENT_STAMP): $(STAMP)
+	$(PYTHON) -m venv $(PLACEMENT_VENV)
+	$(PLACEMENT_VENV)/bin/pip install --quiet --upgrade pip
+	$(PLACEMENT_VENV)/bin/pip install --quiet openstack-placement==$(PLACEMENT_VERSION) \
+		psycopg2-binary "gunicorn==$$($(BIN)/python -c 'import gunicorn; print(gunicorn.__version__)')"
+	touch $(PLACEMENT_STAMP)
+
+# guard vs Placement's GET /allocations/{uuid} (guard/tools/bench/placement.py);
+# e.g. BENCH_PLACEMENT_ARGS="--quick" or "--sqlite --connections 8".
+bench-placement: $(STAMP) $(PLACEMENT_STAMP)
+	$(BIN)/python -m guard.tools.bench.placement --placement-venv $(PLACEMENT_VENV) $(BENCH_PLACEMENT_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .mypy_cache
+	rm -rf $(VENV) $(PLACEMENT_VENV) build *.egg-info .pytest_cache .hypothesis .mypy_cache

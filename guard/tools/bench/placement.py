@@ -1,0 +1,478 @@
+"""guard's ``GET /consumers/{uuid}`` vs OpenStack Placement 16.0.0's ``GET /allocations/{uuid}``.
+
+Subject: guard served as an operator serves it, ``guard serve --workers 2
+--threads 4 --pipeline trusted`` (gunicorn, gthread workers, guard's own
+gunicorn settings), its access and decision logs on at INFO as shipped
+(oslo.log to stderr, kept in a file).
+Baseline: OpenStack Placement 16.0.0 from the package registry, in a
+virtualenv of its own (``make bench-placement`` installs it in
+``.venv-placement``, never in guard's), served by the same gunicorn version
+with the same 2 workers x 4 gthread threads and keep-alive from its WSGI entry
+point ``placement.wsgi.api:application``, ``[api] auth_strategy = noauth2``
+(no keystone: the token ``admin`` is a caller with the admin role), its
+request log on at INFO as shipped. Its database is made by ``placement-manage
+db sync``; guard's by ``guard serve`` on start.
+
+Data: the same 1,000 consumer uuids in both, owned by 10 projects and users,
+type ``INSTANCE``: in Placement, each allocates 1 VCPU of one resource
+provider (``POST /allocations``, 100 consumers a request); in guard, ``PUT
+/consumers/{uuid}``. Both through their APIs, as the admin.
+
+Method: one throwaway PostgreSQL server (:mod:`guard.tools.pgserver`) with a
+database for each, both servers up at once, the client in this process
+(:mod:`guard.tools.bench.httpload`): N kept-alive connections GET random uuids
+of the 1,000, as the admin (Placement lets only admins and services read
+allocations; guard's admin is allowed by its first rule too; Placement at
+microversion 1.39, its newest, whose answer carries the same consumer fields
+as guard's). For each N (8, then 1), a warm-up, then rounds of a few seconds in
+which the two sides alternate and swap who goes first; each side's best
+requests/s, their ratio and the spread of the per-round ratios. With
+``--sqlite`` the same on an SQLite file each.
+
+Goal: guard at least 5x Placement's requests/s on PostgreSQL with the same
+workers, threads and data.
+
+Run it with ``make bench-placement`` or ``python -m guard.tools.bench.placement
+--placement-venv .venv-placement [--quick] [--sqlite] [--connections 8,1]
+[--rounds 5] [--seconds 4]``. Nothing is downloaded while it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import functools
+import http.client
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from guard.cmd.bench import format_table
+from guard.testing import Persona
+from guard.tools.bench import BenchResult, paired_result
+from guard.tools.bench.httpload import (
+    Sample,
+    Served,
+    Target,
+    alternating,
+    merged_errors,
+    run_load,
+    served_process,
+    tree_cpu_seconds,
+)
+from guard.tools.pgserver import PostgresServer, free_port
+
+PLACEMENT_VERSION = "16.0.0"
+WORKERS = 2
+THREADS = 4
+KEEPALIVE_S = 5
+CONSUMERS = 1000
+PROJECTS = 10
+#: Placement's newest microversion in 16.0.0: its answer has project, user,
+#: consumer generation and type beside the allocations.
+MICROVERSION = "placement 1.39"
+GOAL = 5.0
+ADMIN = Persona("bench-admin", "bench-ops", ("admin", "member", "reader"))
+PLACEMENT_HEADERS = {"X-Auth-Token": "admin", "OpenStack-API-Version": MICROVERSION}
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What to run, from the command line."""
+
+    placement_venv: Path
+    connections: tuple[int, ...] = (8, 1)
+    rounds: int = 5
+    seconds: float = 4.0
+    postgresql: bool = True
+    sqlite: bool = False
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    """The options of ``python -m guard.tools.bench.placement``; ``--quick`` shortens the run."""
+    parser = argparse.ArgumentParser(
+        prog="python -m guard.tools.bench.placement", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--placement-venv", type=Path, default=Path(".venv-placement"))
+    parser.add_argument(
+        "--connections", default="8,1", help="client connections, comma-separated (8,1)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per count")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds of each side a round")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 1.5 s")
+    parser.add_argument("--sqlite", action="store_true", help="also on an SQLite file each")
+    parser.add_argument("--sqlite-only", action="store_true", help="only on SQLite")
+    args = parser.parse_args(argv)
+    try:
+        connections = tuple(int(part) for part in args.connections.split(","))
+    except ValueError:
+        parser.error(f"--connections: not a comma-separated list of counts: {args.connections!r}")
+    if not connections or min(connections) < 1:
+        parser.error("--connections: every count must be at least 1")
+    rounds, seconds = (2, 1.5) if args.quick else (args.rounds, args.seconds)
+    if rounds < 1 or seconds <= 0:
+        parser.error("--rounds and --seconds must be positive")
+    return Options(
+        placement_venv=args.placement_venv,
+        connections=connections,
+        rounds=rounds,
+        seconds=seconds,
+        postgresql=not args.sqlite_only,
+        sqlite=args.sqlite or args.sqlite_only,
+    )
+
+
+def consumer_uuids(count: int = CONSUMERS, seed: int = 14) -> list[str]:
+    """The consumers both services hold: the same uuids on every run."""
+    return [str(uuid.UUID(int=(seed << 64) + index, version=4)) for index in range(count)]
+
+
+def owner(index: int) -> tuple[str, str]:
+    """Project and user of consumer ``index``."""
+    return f"bench-project-{index % PROJECTS}", f"bench-user-{index % PROJECTS}"
+
+
+def placement_conf(connection: str) -> str:
+    """Placement's ``placement.conf``: its database, and no keystone."""
+    return f"[placement_database]\nconnection = {connection}\n\n[api]\nauth_strategy = noauth2\n"
+
+
+def placement_url(sqlalchemy_url: str) -> str:
+    """The same PostgreSQL database for Placement's driver (psycopg2, as Placement documents)."""
+    url = make_url(sqlalchemy_url)
+    if url.get_backend_name() == "postgresql":
+        url = url.set(drivername="postgresql+psycopg2")
+    return url.render_as_string(hide_password=False)
+
+
+def _request(
+    base_url: str, method: str, path: str, headers: Mapping[str, str], body: object = None
+) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(base_url.split("//", 1)[1], timeout=60)
+    try:
+        payload = None if body is None else json.dumps(body)
+        sent = {**headers, **({"Content-Type": "application/json"} if payload else {})}
+        connection.request(method, path, body=payload, headers=sent)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _expect(status: int, body: bytes, wanted: int, what: str) -> None:
+    if status != wanted:
+        raise RuntimeError(f"{what}: answered {status}, not {wanted}: {body[:300]!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Databases:
+    """The database each side uses, and the pids of the database server's processes."""
+
+    label: str
+    guard_url: str
+    placement_url: str
+    #: The database server's root processes (its postmaster); none for SQLite.
+    server_pids: tuple[int, ...] = ()
+
+
+def _seed_placement(base_url: str, uuids: Sequence[str]) -> None:
+    """One provider with VCPU inventory; each consumer allocates 1 VCPU of it."""
+    provider = str(uuid.UUID(int=14, version=4))
+    headers = PLACEMENT_HEADERS
+    status, body = _request(
+        base_url, "POST", "/resource_providers", headers, {"name": "bench", "uuid": provider}
+    )
+    _expect(status, body, 200, "Placement: create the resource provider")
+    inventory = {"resource_provider_generation": 0, "inventories": {"VCPU": {"total": 100_000}}}
+    status, body = _request(
+        base_url, "PUT", f"/resource_providers/{provider}/inventories", headers, inventory
+    )
+    _expect(status, body, 200, "Placement: set the inventory")
+    for start in range(0, len(uuids), 100):
+        batch = {}
+        for index in range(start, min(start + 100, len(uuids))):
+            project_id, user_id = owner(index)
+            batch[uuids[index]] = {
+                "allocations": {provider: {"resources": {"VCPU": 1}}},
+                "project_id": project_id,
+                "user_id": user_id,
+                "consumer_generation": None,
+                "consumer_type": "INSTANCE",
+            }
+        status, body = _request(base_url, "POST", "/allocations", headers, batch)
+        _expect(status, body, 204, "Placement: allocate for the consumers")
+
+
+def _seed_guard(base_url: str, uuids: Sequence[str]) -> None:
+    """Each consumer created through guard's API (one connection, kept alive)."""
+    connection = http.client.HTTPConnection(base_url.split("//", 1)[1], timeout=60)
+    headers = {**ADMIN.headers(), "Content-Type": "application/json"}
+    try:
+        for index, consumer in enumerate(uuids):
+            project_id, user_id = owner(index)
+            body = {
+                "project_id": project_id,
+                "user_id": user_id,
+                "consumer_type": "INSTANCE",
+                "consumer_generation": None,
+            }
+            connection.request("PUT", f"/consumers/{consumer}", json.dumps(body), headers)
+            response = connection.getresponse()
+            _expect(response.status, response.read(), 201, "guard: create a consumer")
+    finally:
+        connection.close()
+
+
+def _placement_server(
+    venv: Path, tmp: Path, url: str, env: dict[str, str]
+) -> contextlib.AbstractContextManager[Served]:
+    """Placement's database synced, its server starting (a context manager)."""
+    config_dir = tmp / "placement"
+    config_dir.mkdir()
+    (config_dir / "placement.conf").write_text(placement_conf(placement_url(url)))
+    env = {**env, "OS_PLACEMENT_CONFIG_DIR": str(config_dir)}
+    with open(tmp / "placement-manage.log", "wb") as log:
+        manage = [str(venv / "bin" / "placement-manage"), "--config-dir", str(config_dir)]
+        # A program of Placement's virtualenv, with arguments built here.
+        subprocess.run([*manage, "db", "sync"], env=env, stdout=log, stderr=log, check=True)  # noqa: S603
+    port = free_port()
+    command = [
+        str(venv / "bin" / "gunicorn"), "--workers", str(WORKERS), "--threads", str(THREADS),
+        "--worker-class", "gthread", "--keep-alive", str(KEEPALIVE_S), "--timeout", "60",
+        "--no-control-socket", "--bind", f"127.0.0.1:{port}", "placement.wsgi.api:application",
+    ]  # fmt: skip
+    return served_process(command, env, tmp / "placement.log", f"http://127.0.0.1:{port}")
+
+
+def _guard_server(
+    tmp: Path, url: str, env: dict[str, str]
+) -> contextlib.AbstractContextManager[Served]:
+    """``guard serve`` with gunicorn workers on ``url`` (migrated on start)."""
+    conf = tmp / "guard.conf"
+    conf.write_text("[DEFAULT]\n")  # nothing from /etc/guard or ~/.guard
+    port = free_port()
+    command = [
+        sys.executable, "-m", "guard", "serve", "--config-file", str(conf),
+        "--database", url, "--pipeline", "trusted", "--workers", str(WORKERS),
+        "--threads", str(THREADS), "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    return served_process(command, env, tmp / "guard.log", f"http://127.0.0.1:{port}")
+
+
+def _measure(databases: Databases, options: Options, tmp: Path) -> list[BenchResult]:
+    """Both services on their databases, seeded alike, loaded in alternating rounds."""
+    uuids = consumer_uuids()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OS_")}
+    venv = options.placement_venv
+    with (
+        _guard_server(tmp, databases.guard_url, env) as guard,
+        _placement_server(venv, tmp, databases.placement_url, env) as placement,
+    ):
+        _seed_guard(guard.base_url, uuids)
+        _seed_placement(placement.base_url, uuids)
+        targets = (
+            Target("guard", guard.base_url, [f"/consumers/{u}" for u in uuids], ADMIN.headers()),
+            Target("Placement", placement.base_url, [f"/allocations/{u}" for u in uuids],
+                   PLACEMENT_HEADERS),
+        )  # fmt: skip
+        # Each side's CPU: its gunicorn master and workers, and the database
+        # server (idle but for the side being measured: the sides alternate).
+        clocks = [
+            functools.partial(tree_cpu_seconds, [served.pid, *databases.server_pids])
+            for served in (guard, placement)
+        ]
+        seeds = itertools.count()
+        results = []
+        for connections in options.connections:
+            for target in targets:  # warm-up: every worker's caches and pools
+                run_load(target, connections, min(2.0, options.seconds), next(seeds))
+
+            def measure(side: int, connections: int = connections) -> Sample:
+                return run_load(
+                    targets[side], connections, options.seconds, next(seeds), clocks[side]
+                )
+
+            samples = alternating(measure, options.rounds)
+            for target, side in zip(targets, samples, strict=True):
+                if min(sample.ok for sample in side) == 0:
+                    raise RuntimeError(
+                        f"{target.name} answered no 200 in a round: {merged_errors(side)}"
+                    )
+            pair = compare(samples, databases.label, connections)
+            print(describe(pair, samples), flush=True)
+            results += pair
+    for log in ("guard.log", "placement.log"):
+        if errors := error_lines((tmp / log).read_text("utf-8", "replace")):
+            print(f"  {log}: {errors} lines at ERROR or with a traceback", flush=True)
+    return results
+
+
+def compare(
+    samples: tuple[Sequence[Sample], Sequence[Sample]], label: str, connections: int
+) -> list[BenchResult]:
+    """guard's samples (first) against Placement's: requests/s, and requests per CPU second."""
+    guard, placement = samples
+    setup = (
+        f"gunicorn {WORKERS}x{THREADS} gthread, {label}, "
+        f"{connections} connection{'s' if connections > 1 else ''}"
+    )
+    fields = {
+        "subject": "guard GET /consumers/{uuid} (guard serve, trusted pipeline)",
+        "baseline": f"Placement {PLACEMENT_VERSION} GET /allocations/{{uuid}}",
+    }
+    wall = paired_result(
+        [sample.per_second for sample in guard],
+        [sample.per_second for sample in placement],
+        name=f"GET one consumer over HTTP, {setup}",
+        goal=f">= {GOAL:.0f}x" if label == "PostgreSQL" else "for information",
+        **fields,
+    )
+    if any(sample.cpu_seconds is None for sample in (*guard, *placement)):
+        return [wall]
+    cpu = paired_result(
+        [sample.per_cpu_second for sample in guard],
+        [sample.per_cpu_second for sample in placement],
+        name=f"GET one consumer, server CPU per request (workers + database), {setup}",
+        goal="for information (rates are requests per CPU second)",
+        **fields,
+    )
+    return [wall, cpu]
+
+
+def error_lines(log: str) -> int:
+    """How many lines of a server's log are errors (oslo.log's and gunicorn's forms)."""
+    markers = (" ERROR ", "[ERROR]", "Traceback (most recent call last)")
+    return sum(1 for line in log.splitlines() if any(m in line for m in markers))
+
+
+def describe(
+    results: Sequence[BenchResult], samples: tuple[Sequence[Sample], Sequence[Sample]]
+) -> str:
+    """The results, each round's figures, and the errors of each side (if any)."""
+    lines = [str(result) for result in results]
+    for index, (ours, theirs) in enumerate(zip(*samples, strict=True), 1):
+        line = (
+            f"  round {index}: guard {ours.per_second:,.1f}/s, "
+            f"Placement {theirs.per_second:,.1f}/s, "
+            f"ratio {ours.per_second / theirs.per_second:.2f}"
+        )
+        if ours.cpu_seconds is not None and theirs.cpu_seconds is not None:
+            line += (
+                f"; CPU per request: guard {1e6 / ours.per_cpu_second:,.0f} us, "
+                f"Placement {1e6 / theirs.per_cpu_second:,.0f} us"
+            )
+        lines.append(line)
+    for name, side in (("guard", samples[0]), ("Placement", samples[1])):
+        if errors := merged_errors(side):
+            lines.append(f"  {name} errors: {errors}")
+    return "\n".join(lines)
+
+
+def check_installed(venv: Path) -> str | None:
+    """Why Placement cannot run from ``venv`` (None when it can)."""
+    missing = [
+        name for name in ("placement-manage", "gunicorn") if not (venv / "bin" / name).exists()
+    ]
+    if missing:
+        return (
+            f"Placement {PLACEMENT_VERSION} is not installed in {venv} (no {', '.join(missing)}): "
+            "`make bench-placement` installs it"
+        )
+    installed = installed_versions(venv / "bin" / "python")
+    wanted = {
+        "openstack-placement": PLACEMENT_VERSION,
+        "gunicorn": version("gunicorn"),
+    }
+    if installed != wanted:
+        return f"{venv} holds {installed}, not {wanted}: `make bench-placement` reinstalls it"
+    return None
+
+
+def installed_versions(python: Path) -> dict[str, str]:
+    """Versions of Placement and gunicorn in the environment of the interpreter ``python``."""
+    probe = (
+        "import importlib.metadata as m, json\n"
+        "def v(name):\n"
+        "    try:\n"
+        "        return m.version(name)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        return 'none'\n"
+        "print(json.dumps({n: v(n) for n in ('openstack-placement', 'gunicorn')}))"
+    )
+    # The interpreter of Placement's virtualenv, with a fixed script.
+    out = subprocess.run(  # noqa: S603
+        [str(python), "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    versions: dict[str, str] = json.loads(out)
+    return versions
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    """The pid of the PostgreSQL server running on ``data_dir`` (its first line)."""
+    return int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+
+
+def run(options: Options) -> list[BenchResult]:
+    """Measure on a throwaway PostgreSQL (and SQLite files with ``sqlite``)."""
+    problem = check_installed(options.placement_venv)
+    if problem:
+        raise RuntimeError(problem)
+    options = dataclasses.replace(options, placement_venv=options.placement_venv.resolve())
+    results = []
+    with tempfile.TemporaryDirectory(prefix="guard-bench-placement-") as name:
+        tmp = Path(name)
+        if options.postgresql:
+            server = PostgresServer()
+            try:
+                databases = Databases(
+                    "PostgreSQL",
+                    server.create_database("guard"),
+                    server.create_database("placement"),
+                    (postmaster_pid(server.data_dir),),
+                )
+                (tmp / "pg").mkdir()
+                results += _measure(databases, options, tmp / "pg")
+            finally:
+                server.close()
+        if options.sqlite:
+            (tmp / "sqlite").mkdir()
+            databases = Databases(
+                "SQLite",
+                f"sqlite:///{tmp / 'guard.sqlite'}",
+                f"sqlite:///{tmp / 'placement.sqlite'}",
+            )
+            results += _measure(databases, options, tmp / "sqlite")
+    return results
+
+
+def main(argv: Sequence[str]) -> int:
+    options = parse_args(argv)
+    problem = check_installed(options.placement_venv)
+    if problem:
+        print(f"placement benchmark: {problem}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    load = os.getloadavg()
+    print(f"load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    results = run(options)
+    load = os.getloadavg()
+    print(
+        f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+        f"{time.monotonic() - started:.0f} s\n\n{format_table(results)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

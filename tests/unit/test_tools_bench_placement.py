@@ -1,0 +1,122 @@
+"""The Placement benchmark's own logic: options, data, ratios (Placement itself not needed)."""
+
+from __future__ import annotations
+
+import configparser
+import uuid
+from pathlib import Path
+
+import pytest
+
+from guard.tools.bench import placement
+from guard.tools.bench.httpload import Sample
+
+
+def test_the_defaults_are_the_issues_setup() -> None:
+    options = placement.parse_args([])
+    assert options.connections == (8, 1)
+    assert (options.rounds, options.seconds) == (5, 4.0)
+    assert options.postgresql and not options.sqlite
+    assert options.placement_venv == Path(".venv-placement")
+
+
+def test_options_from_the_command_line() -> None:
+    options = placement.parse_args(
+        ["--connections", "4,2,1", "--rounds", "3", "--seconds", "2.5", "--sqlite"]
+    )
+    assert (options.connections, options.rounds, options.seconds) == ((4, 2, 1), 3, 2.5)
+    assert options.postgresql and options.sqlite
+    quick = placement.parse_args(["--quick", "--sqlite-only", "--placement-venv", "/opt/p"])
+    assert (quick.rounds, quick.seconds) == (2, 1.5)
+    assert not quick.postgresql and quick.sqlite
+    assert quick.placement_venv == Path("/opt/p")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--connections", "8,x"],
+        ["--connections", "0"],
+        ["--connections", ""],
+        ["--rounds", "0"],
+        ["--seconds", "-1"],
+    ],
+)
+def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        placement.parse_args(argv)
+    assert stopped.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_both_services_get_the_same_thousand_consumers_on_every_run() -> None:
+    uuids = placement.consumer_uuids()
+    assert uuids == placement.consumer_uuids()
+    assert len(set(uuids)) == placement.CONSUMERS == 1000
+    assert all(str(uuid.UUID(u)) == u and uuid.UUID(u).version == 4 for u in uuids)
+    owners = {placement.owner(i) for i in range(len(uuids))}
+    assert len(owners) == placement.PROJECTS
+
+
+def test_placement_gets_its_database_and_no_keystone() -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/placement_x"
+    parser = configparser.ConfigParser()
+    parser.read_string(placement.placement_conf(placement.placement_url(url)))
+    assert parser["placement_database"]["connection"] == (
+        "postgresql+psycopg2://postgres@127.0.0.1:5432/placement_x"
+    )
+    assert parser["api"]["auth_strategy"] == "noauth2"
+    assert placement.placement_url("sqlite:////tmp/p.sqlite") == "sqlite:////tmp/p.sqlite"
+
+
+def _samples(rates: list[float], cpu: list[float | None]) -> list[Sample]:
+    return [
+        Sample(ok=int(r * 2), seconds=2.0, errors={}, cpu_seconds=c)
+        for r, c in zip(rates, cpu, strict=True)
+    ]
+
+
+def test_the_ratio_is_of_the_best_rates_and_each_round_is_shown() -> None:
+    guard = _samples([900.0, 1000.0], [1.8, 1.6])
+    theirs = _samples([200.0, 180.0], [2.0, 1.8])
+    wall, cpu = placement.compare((guard, theirs), "PostgreSQL", 8)
+    assert wall.ratio == pytest.approx(1000 / 200)
+    assert wall.round_ratios == pytest.approx((900 / 200, 1000 / 180))
+    assert wall.goal == ">= 5x" and "8 connections" in wall.name
+    # Requests per CPU second: 1800/1.8 = 1000 and 2000/1.6 = 1250 against 200 and 200.
+    assert cpu.ratio == pytest.approx(1250 / 200)
+    assert cpu.round_ratios == pytest.approx((1000 / 200, 1250 / 200))
+    text = placement.describe([wall, cpu], (guard, theirs))
+    assert "round 2: guard 1,000.0/s, Placement 180.0/s, ratio 5.56" in text
+
+
+def test_without_cpu_readings_only_the_rates_are_compared() -> None:
+    results = placement.compare((_samples([10.0], [None]), _samples([5.0], [None])), "SQLite", 1)
+    assert [r.ratio for r in results] == [2.0]
+    assert "1 connection" in results[0].name and "connections" not in results[0].name
+    assert results[0].goal == "for information"
+
+
+def test_errors_are_shown_per_side() -> None:
+    guard = [Sample(ok=10, seconds=1.0, errors={})]
+    theirs = [Sample(ok=5, seconds=1.0, errors={"500": 3, "RemoteDisconnected": 1})]
+    results = placement.compare((guard, theirs), "SQLite", 1)
+    text = placement.describe(results, (guard, theirs))
+    assert "Placement errors: {'500': 3, 'RemoteDisconnected': 1}" in text
+    assert "guard errors" not in text
+
+
+def test_error_lines_of_both_log_forms() -> None:
+    log = (
+        "2026-12-03 12:10:08.055 18023 INFO placement.requestlog [-] GET / status: 200\n"
+        "2026-12-03 12:10:09.001 18023 ERROR placement.fault_wrap [-] boom\n"
+        "Traceback (most recent call last):\n"
+        "[2026-12-03 12:10:08 +0000] [18021] [ERROR] Exception in worker process\n"
+    )
+    assert placement.error_lines(log) == 3
+
+
+def test_a_missing_placement_says_how_to_install_it(tmp_path: Path) -> None:
+    problem = placement.check_installed(tmp_path)
+    assert problem is not None and "make bench-placement" in problem
+    assert placement.main(["--placement-venv", str(tmp_path)]) == 2
