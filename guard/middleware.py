@@ -33,10 +33,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import webob
-import webob.dec
 import webob.exc
 from oslo_config import cfg
-from oslo_context import context as oslo_context
 from oslo_middleware import request_id as oslo_request_id
 from oslo_middleware import sizelimit
 
@@ -51,7 +49,7 @@ from guard.api.environ import (
     TRUSTED_STATUS,
 )
 from guard.api.errors import error_for_status, error_response
-from guard.context import Authorizer, RequestContext
+from guard.context import Authorizer, RequestContext, generate_request_id
 from guard.policy.paths import resolve_policy_file
 
 LOG = logging.getLogger(__name__)
@@ -131,7 +129,7 @@ def ensure_request_ids(environ: dict[str, Any]) -> None:
     """
     if environ.get(ENV_REQUEST_ID):
         return
-    environ[ENV_REQUEST_ID] = oslo_context.generate_request_id()
+    environ[ENV_REQUEST_ID] = generate_request_id()
     inbound = environ.get("HTTP_X_OPENSTACK_REQUEST_ID", "")
     if _GLOBAL_REQUEST_ID_RE.fullmatch(inbound):
         environ[oslo_request_id.GLOBAL_REQ_ID] = inbound
@@ -285,11 +283,9 @@ class GuardMiddleware:
             return _error(exception.Unauthorized(), request_id)
         with guard_log.request_scope(_scrub_values(context)):
             try:
-                status, headers, body = webob.Request(environ).call_application(self.application)
-                # Read the body here, so an error raised while the wrapped
-                # app's iterator runs is answered like any other (the
-                # iterator is closed once read).
-                body = _buffered(body)
+                # The body is read here, so an error raised while the
+                # wrapped app's iterator runs is answered like any other.
+                status, headers, body = _call_buffered(self.application, environ)
             except exception.GuardError as error:
                 return _error(error, request_id)
             except webob.exc.HTTPException as error:
@@ -369,20 +365,35 @@ def _content_length(headers: list[tuple[str, str]]) -> int | None:
     return int(value) if value is not None and _DIGITS_RE.fullmatch(value) else None
 
 
-def _close(body: Iterable[bytes]) -> None:
-    close = getattr(body, "close", None)
-    if close is not None:
-        close()
+def _call_buffered(application: WSGIApp, environ: dict[str, Any]) -> _Answer:
+    """Call ``application``; return its status, headers and whole body, its iterable closed.
 
+    What webob's ``Request.call_application`` does (a ``write()`` callable
+    included) for an app that answers once, without building a Request.
+    """
+    answered: list[Any] = []
+    written: list[bytes] = []
 
-def _buffered(body: Iterable[bytes]) -> list[bytes]:
-    """The whole body as one chunk, the app's iterable closed once read."""
-    if type(body) is list:
-        return body  # nothing to run, nothing to close
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:  # an error after all: answered as one, as webob does
+            raise exc_info[1].with_traceback(exc_info[2])
+        answered[:] = [status, headers]
+        return written.append
+
+    body = application(environ, start_response)
+    if type(body) is list and not written and answered:
+        return answered[0], answered[1], body  # nothing to run, nothing to close
     try:
-        return [b"".join(body)]
+        written.extend(body)
     finally:
-        _close(body)
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    if not answered:
+        raise RuntimeError("the application returned without calling start_response")
+    return answered[0], answered[1], [b"".join(written)]
 
 
 class RequestId(oslo_request_id.RequestId):
@@ -402,7 +413,7 @@ class RequestId(oslo_request_id.RequestId):
         inbound = environ.get("HTTP_X_OPENSTACK_REQUEST_ID", "")
         if _GLOBAL_REQUEST_ID_RE.fullmatch(inbound):
             environ[oslo_request_id.GLOBAL_REQ_ID] = inbound
-        request_id = oslo_context.generate_request_id()
+        request_id = generate_request_id()
         environ[ENV_REQUEST_ID] = request_id
         names = [oslo_request_id.HTTP_RESP_HEADER_REQUEST_ID, *self.compat_headers]
 

@@ -450,12 +450,6 @@ class Enforcer(policy.Enforcer):
                 stacklevel=3,
             )
         return not enforced
-        scope = token_scope(creds)
-        if scope not in scope_types:
-            if do_raise:
-                raise policy.InvalidScope(rule, scope_types, scope)
-            return False
-        return True
 
     @staticmethod
     def _record(

@@ -1,9 +1,17 @@
 """RequestContext asks its enforcer, fails closed without one, and hides tokens."""
 
+import os
+import re
+import uuid
+import warnings
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from oslo_context import context as oslo_context
 
 from guard import exception
-from guard.context import RequestContext
+from guard.context import RequestContext, generate_request_id
 
 
 class RecordingAuthorizer:
@@ -56,3 +64,99 @@ def test_policy_values_carry_scope_and_roles():
     assert values["roles"] == ["member"]
     assert values["system_scope"] == "all"
     assert values["project_id"] == "p"
+
+
+# -- from_environ: oslo.context's, reading only the headers a request carries --------
+
+_OSLO_HEADERS = sorted(
+    {header for headers in oslo_context._ENVIRON_HEADERS.values() for header in headers}
+    | {"HTTP_X_ROLES", "HTTP_X_ROLE", "HTTP_X_SERVICE_ROLES", "HTTP_X_IS_ADMIN_PROJECT"}
+)
+_OSLO_KWARGS = sorted({*oslo_context._ENVIRON_HEADERS, "roles", "is_admin_project"})
+_header_values = st.sampled_from(["", "a", "B", " r1 , r2,", "true", "TRUE", "false", "x,,y"])
+
+
+def _attributes(ctx: oslo_context.RequestContext) -> dict[str, object]:
+    return {k: v for k, v in vars(ctx).items() if k not in {"enforcer", "request_id"}}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    environ=st.dictionaries(
+        st.sampled_from([*_OSLO_HEADERS, "HTTP_X_OTHER", "PATH_INFO"]), _header_values
+    ),
+    kwargs=st.dictionaries(st.sampled_from(_OSLO_KWARGS), _header_values, max_size=3),
+)
+def test_from_environ_reads_what_oslo_context_reads(
+    environ: dict[str, str], kwargs: dict[str, object]
+) -> None:
+    """Every header, its precedence (X-User-Id before X-User, ...), overrides, defaults."""
+    if "roles" in kwargs:
+        kwargs["roles"] = [kwargs["roles"]]
+    ours = RequestContext.from_environ(environ, overwrite=False, **kwargs)
+    stock = oslo_context.RequestContext.from_environ(environ, overwrite=False, **kwargs)
+    assert _attributes(ours) == _attributes(stock)
+
+
+def test_from_environ_takes_the_first_header_of_a_kind() -> None:
+    environ = {"HTTP_X_TENANT": "t", "HTTP_X_PROJECT_ID": "p", "HTTP_X_TENANT_ID": "ti"}
+    assert RequestContext.from_environ(environ).project_id == "p"
+    del environ["HTTP_X_PROJECT_ID"]
+    assert RequestContext.from_environ(environ).project_id == "ti"
+
+
+# -- request ids ----------------------------------------------------------------------
+
+_UUID4_REQUEST_ID = re.compile(
+    r"req-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+)
+
+
+def test_request_ids_are_uuid4s_and_unique() -> None:
+    ids = [generate_request_id() for _ in range(5000)]  # more than one page of random bytes
+    assert all(_UUID4_REQUEST_ID.fullmatch(i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert all(str(uuid.UUID(i[4:])) == i[4:] for i in ids[:50])
+
+
+def test_a_forked_child_draws_its_own_request_ids() -> None:
+    generate_request_id()  # the parent has random bytes left over
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ids, then leave at once
+        os.write(write_end, ",".join(generate_request_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write_end)
+    _, status = os.waitpid(pid, 0)
+    child = set(os.read(read_end, 4096).decode().split(","))
+    os.close(read_end)
+    parent = {generate_request_id() for _ in range(3)}
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(child) == 3 and not child & parent
+
+
+# -- policy values: oslo.context's, cheaper to copy ---------------------------------
+
+
+class _ServiceContext(RequestContext):
+    """A service's context that adds a deprecated key, as nova's once added ``tenant``."""
+
+    def to_policy_values(self):
+        values = super().to_policy_values()
+        values["tenant"] = self.project_id
+        return values
+
+
+@pytest.mark.parametrize("cls", [RequestContext, _ServiceContext])
+def test_policy_values_copy_as_oslo_contexts_do(cls) -> None:
+    ctx = cls(user_id="u", project_id="p", roles=["reader"], system_scope=None, overwrite=False)
+    stock = oslo_context.RequestContext.to_policy_values(ctx)
+    if cls is _ServiceContext:
+        stock["tenant"] = "p"
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        copied = dict(ctx.to_policy_values().items())
+    assert copied == {k: stock[k] for k in stock}
+    assert isinstance(ctx.to_policy_values(), type(stock))
+    # Reading a deprecated key warns, as with oslo.context's own mapping.
+    assert [w.category for w in warned] == ([DeprecationWarning] if cls is _ServiceContext else [])
