@@ -42,14 +42,16 @@ def test_a_refused_connection_is_an_error_not_a_rate() -> None:
 def test_the_cpu_clock_is_read_at_the_start_and_at_the_deadline() -> None:
     reads: list[float] = []
 
-    def clock() -> float:
+    def clock() -> dict[str, float]:
         reads.append(time.perf_counter())
-        return float(len(reads))
+        return {"server": float(len(reads)), "database": 3.0 * len(reads)}
 
     with served(_app) as base_url:
         sample = httpload.run_load(httpload.Target("ok", base_url, ["/ok"], {}), 1, 0.3, 0, clock)
-    assert sample.cpu_seconds == 1.0
-    assert sample.per_cpu_second == sample.ok
+    assert sample.cpu == {"server": 1.0, "database": 3.0}
+    assert sample.cpu_seconds == 4.0
+    assert sample.per_cpu_second == sample.ok / 4
+    assert sample.cpu_us("database") == 3e6 / sample.ok
     assert len(reads) == 2 and reads[1] - reads[0] >= 0.29
 
 

@@ -71,7 +71,12 @@ def test_placement_gets_its_database_and_no_keystone() -> None:
 
 def _samples(rates: list[float], cpu: list[float | None]) -> list[Sample]:
     return [
-        Sample(ok=int(r * 2), seconds=2.0, errors={}, cpu_seconds=c)
+        Sample(
+            ok=int(r * 2),
+            seconds=2.0,
+            errors={},
+            cpu=None if c is None else {"server": c * 0.75, "database": c * 0.25},
+        )
         for r, c in zip(rates, cpu, strict=True)
     ]
 
@@ -88,6 +93,8 @@ def test_the_ratio_is_of_the_best_rates_and_each_round_is_shown() -> None:
     assert cpu.round_ratios == pytest.approx((1000 / 200, 1250 / 200))
     text = placement.describe([wall, cpu], (guard, theirs))
     assert "round 2: guard 1,000.0/s, Placement 180.0/s, ratio 5.56" in text
+    # 1.6 s of CPU for 2,000 answers: 800 us each, 600 in the server and 200 in the database.
+    assert "CPU per request: guard 800 us (server 600 + database 200)" in text
 
 
 def test_without_cpu_readings_only_the_rates_are_compared() -> None:

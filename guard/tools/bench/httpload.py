@@ -56,8 +56,13 @@ class Sample:
     seconds: float
     #: Answers other than 200 and failed requests, by status or exception name.
     errors: Mapping[str, int]
-    #: CPU seconds the measured processes used during the run, if measured.
-    cpu_seconds: float | None = None
+    #: CPU seconds each group of measured processes used during the run, if measured.
+    cpu: Mapping[str, float] | None = None
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds of all the measured processes (None: not measured)."""
+        return None if self.cpu is None else sum(self.cpu.values())
 
     @property
     def per_second(self) -> float:
@@ -71,24 +76,31 @@ class Sample:
             raise ValueError("this sample was measured without a CPU clock")
         return self.ok / self.cpu_seconds
 
+    def cpu_us(self, part: str) -> float:
+        """Microseconds of CPU of the group ``part`` per 200 answer."""
+        if self.cpu is None:
+            raise ValueError("this sample was measured without a CPU clock")
+        return 1e6 * self.cpu[part] / self.ok
+
 
 def run_load(
     target: Target,
     connections: int,
     seconds: float,
     seed: int = 0,
-    cpu: Callable[[], float] | None = None,
+    cpu: Callable[[], Mapping[str, float]] | None = None,
 ) -> Sample:
     """``connections`` kept-alive clients GET ``target``'s paths for ``seconds``.
 
-    ``cpu`` (e.g. a :func:`tree_cpu_seconds` partial) is read when the clients
-    start and at the deadline; the sample carries the difference.
+    ``cpu`` (CPU seconds by group of processes, e.g. of :func:`tree_cpu_seconds`)
+    is read when the clients start and at the deadline; the sample carries the
+    difference of each group.
     """
     if connections < 1 or seconds <= 0 or not target.paths:
         raise ValueError("a load needs at least one connection, a duration and a path")
     netloc = urllib.parse.urlsplit(target.base_url).netloc
     deadline: list[float] = []
-    cpu_read: list[float] = []
+    cpu_read: list[Mapping[str, float]] = []
     started = threading.Event()
 
     def start() -> None:
@@ -142,8 +154,10 @@ def run_load(
         cpu_read.append(cpu())
     for thread in threads:
         thread.join(seconds + 2 * TIMEOUT_S + 10)
-    cpu_seconds = cpu_read[1] - cpu_read[0] if len(cpu_read) == 2 else None
-    return Sample(ok=ok_total[0], seconds=seconds, errors=dict(errors), cpu_seconds=cpu_seconds)
+    spent = None
+    if len(cpu_read) == 2:
+        spent = {part: cpu_read[1][part] - cpu_read[0][part] for part in cpu_read[0]}
+    return Sample(ok=ok_total[0], seconds=seconds, errors=dict(errors), cpu=spent)
 
 
 @dataclasses.dataclass(frozen=True)

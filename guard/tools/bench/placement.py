@@ -288,10 +288,7 @@ def _measure(databases: Databases, options: Options, tmp: Path) -> list[BenchRes
         )  # fmt: skip
         # Each side's CPU: its gunicorn master and workers, and the database
         # server (idle but for the side being measured: the sides alternate).
-        clocks = [
-            functools.partial(tree_cpu_seconds, [served.pid, *databases.server_pids])
-            for served in (guard, placement)
-        ]
+        clocks = [functools.partial(_cpu, served.pid, databases) for served in (guard, placement)]
         seeds = itertools.count()
         results = []
         for connections in options.connections:
@@ -316,6 +313,13 @@ def _measure(databases: Databases, options: Options, tmp: Path) -> list[BenchRes
         if errors := error_lines((tmp / log).read_text("utf-8", "replace")):
             print(f"  {log}: {errors} lines at ERROR or with a traceback", flush=True)
     return results
+
+
+def _cpu(server_pid: int, databases: Databases) -> dict[str, float]:
+    return {
+        "server": tree_cpu_seconds([server_pid]),
+        "database": tree_cpu_seconds(databases.server_pids) if databases.server_pids else 0.0,
+    }
 
 
 def compare(
@@ -367,16 +371,20 @@ def describe(
             f"Placement {theirs.per_second:,.1f}/s, "
             f"ratio {ours.per_second / theirs.per_second:.2f}"
         )
-        if ours.cpu_seconds is not None and theirs.cpu_seconds is not None:
-            line += (
-                f"; CPU per request: guard {1e6 / ours.per_cpu_second:,.0f} us, "
-                f"Placement {1e6 / theirs.per_cpu_second:,.0f} us"
-            )
+        if ours.cpu is not None and theirs.cpu is not None:
+            line += f"; CPU per request: guard {_cpu_text(ours)}, Placement {_cpu_text(theirs)}"
         lines.append(line)
     for name, side in (("guard", samples[0]), ("Placement", samples[1])):
         if errors := merged_errors(side):
             lines.append(f"  {name} errors: {errors}")
     return "\n".join(lines)
+
+
+def _cpu_text(sample: Sample) -> str:
+    """``1,230 us (server 800 + database 430)``: CPU per 200 answer, and its parts."""
+    assert sample.cpu is not None
+    parts = " + ".join(f"{part} {sample.cpu_us(part):,.0f}" for part in sample.cpu)
+    return f"{1e6 / sample.per_cpu_second:,.0f} us ({parts})"
 
 
 def check_installed(venv: Path) -> str | None:
@@ -423,8 +431,13 @@ def postmaster_pid(data_dir: Path) -> int:
     return int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
 
 
-def run(options: Options) -> list[BenchResult]:
-    """Measure on a throwaway PostgreSQL (and SQLite files with ``sqlite``)."""
+def run(quick: bool = False, *, options: Options | None = None) -> list[BenchResult]:
+    """Measure on a throwaway PostgreSQL (and SQLite files with ``sqlite``).
+
+    Without ``options``, the command line's defaults (``--quick`` with ``quick``).
+    """
+    if options is None:
+        options = parse_args(["--quick"] if quick else [])
     problem = check_installed(options.placement_venv)
     if problem:
         raise RuntimeError(problem)
@@ -465,7 +478,7 @@ def main(argv: Sequence[str]) -> int:
     started = time.monotonic()
     load = os.getloadavg()
     print(f"load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
-    results = run(options)
+    results = run(options=options)
     load = os.getloadavg()
     print(
         f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
