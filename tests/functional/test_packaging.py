@@ -46,8 +46,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """guard's wheel, built by pip from a copy of the source tree (the checkout stays clean)."""
     tmp_path = tmp_path_factory.mktemp("wheel")
     source = tmp_path / "source"
-    ignore = shutil.ignore_patterns(".venv", ".git", "tests", "*.egg-info", "build", "var",
-                                    "__pycache__", "*.sqlite")  # fmt: skip
+    ignore = shutil.ignore_patterns(".venv", ".venv-*", ".git", "tests", "*.egg-info", "build",
+                                    "var", "__pycache__", "*.sqlite")  # fmt: skip
     shutil.copytree(ROOT, source, ignore=ignore)
     wheels = tmp_path / "wheels"
     result = subprocess.run(
