@@ -72,19 +72,25 @@ def _stdlib_path(logger: logging.Logger) -> bool:
 
 
 def make_record(
-    logger: logging.Logger, level: int, message: str, code: CodeType, lineno: int, mark: str
+    logger: logging.Logger,
+    level: int,
+    message: str,
+    code: CodeType,
+    lineno: int,
+    mark: str,
+    value: object = True,
 ) -> logging.LogRecord:
     """A record of ``message`` (no arguments) as ``logger.makeRecord`` would make it.
 
     ``code`` and ``lineno`` name the call site (``pathname``, ``lineno``,
-    ``funcName``, as ``findCaller`` would); ``mark`` is an attribute set to
-    ``True`` on the record (guard's "already redacted" mark).
+    ``funcName``, as ``findCaller`` would); the attribute ``mark`` is set to
+    ``value`` on the record (guard's "already redacted" mark).
     """
     if _stdlib_path(logger):
         record = logger.makeRecord(
             logger.name, level, code.co_filename, lineno, message, (), None, code.co_name
         )
-        record.__dict__[mark] = True
+        record.__dict__[mark] = value
         return record
     local = _templates
     if local.generation != _generation:  # forked: the pid (and maybe more) changed
@@ -93,7 +99,7 @@ def make_record(
     key = (logger.name, level, code, lineno)
     template = local.by_site.get(key)
     if template is None or template["threadName"] != threading.current_thread().name:
-        template = _template(logger, level, code, lineno, mark)
+        template = _template(logger, level, code, lineno)
         if len(local.by_site) >= _MAX_TEMPLATES:
             local.by_site.clear()
         local.by_site[key] = template
@@ -101,6 +107,7 @@ def make_record(
     created = now / _NS_PER_S
     attrs = template.copy()
     attrs["msg"] = message
+    attrs[mark] = value
     attrs["created"] = created
     attrs["msecs"] = (now % _NS_PER_S) // _NS_PER_MS + 0.0
     attrs["relativeCreated"] = template["relativeCreated"] + (created - template["created"]) * 1000
@@ -111,16 +118,12 @@ def make_record(
     return record
 
 
-def _template(
-    logger: logging.Logger, level: int, code: CodeType, lineno: int, mark: str
-) -> dict[str, Any]:
+def _template(logger: logging.Logger, level: int, code: CodeType, lineno: int) -> dict[str, Any]:
     """The attributes of a record made the standard library's way, now, in this thread."""
     record = logger.makeRecord(
         logger.name, level, code.co_filename, lineno, "", (), None, code.co_name
     )
-    attrs = dict(record.__dict__)
-    attrs[mark] = True
-    return attrs
+    return dict(record.__dict__)
 
 
 def _task_name() -> str | None:

@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "repository": "guarded repository vs raw SQLAlchemy and naive filtering",
     "pipeline": "full WSGI pipeline vs a bare WebOb app",
     "logfilter": "redacting log filter and decision log vs none",
+    "logcost": "access + decision line per request, in place and through oslo.log",
 }
 
 

@@ -476,3 +476,51 @@ def test_stdlib_only_module(module: str, allowed: int) -> None:
             "from guard.logrecords import make_record\n",
         ][:allowed]
     )
+
+
+@pytest.mark.usefixtures("isolated_install")
+@pytest.mark.parametrize(
+    "line_format",
+    [
+        "%(request_id)s [%(user_identity)s] %(message)s",  # oslo.log's shape: values first
+        "%(message)s %(user_identity)s",  # values after the line
+        "%(user_identity)s%(message)s%(user_identity)s",  # glued on both sides
+    ],
+)
+def test_guards_own_lines_through_oslo_log_keep_the_line_and_redact_the_context(
+    tmp_path: Path, line_format: str
+) -> None:
+    from oslo_config import cfg
+    from oslo_log import log as oslo_log
+
+    conf = cfg.ConfigOpts()
+    oslo_log.register_options(conf)
+    conf([], project="guard")
+    log_file = tmp_path / "guard.log"
+    conf.set_override("log_file", str(log_file))
+    conf.set_override("default_log_levels", [])
+    conf.set_override("logging_context_format_string", line_format)
+    guard_log.install()
+    oslo_log.setup(conf, "guard")
+    user, project, consumer = (str(uuid.uuid4()) for _ in range(3))
+    previous = oslo_context.get_current()
+    # The thread's current context, as the middleware makes each request's.
+    context = oslo_context.RequestContext(user_id=user, project_id=project, overwrite=True)
+    line = (
+        f"GET /consumers/{guard_log.fingerprint(consumer)} 200 2 bytes 9 us {context.request_id}"
+    )
+    try:
+        guard_log.log_redacted(logging.getLogger("guard.access"), logging.INFO, line)
+    finally:
+        if previous is not None:
+            previous.update_store()
+        else:  # no ids left behind in the thread for later tests
+            oslo_context.RequestContext(overwrite=True)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = log_file.read_text()
+    for handler in logging.getLogger().handlers:
+        handler.close()
+    assert user not in text and project not in text and consumer not in text
+    assert guard_log.fingerprint(user) in text
+    assert line in text or "%(message)s%" in line_format  # glued: the whole text's pass

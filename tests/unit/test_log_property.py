@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from guard import log as guard_log
+from tests.fixtures.logleak import find_leaks
 
 # Secret values: distinctive, so finding one in the output means it leaked;
 # with a digit, as generated secrets have (a bare word after "password " is
@@ -238,3 +239,58 @@ def test_json_bodies_keep_their_plain_fields_and_stay_json(
     assert parsed["project"] == "p1"
     assert piece.raw[0] not in redacted
     assert "***" in parsed.values()
+
+
+@st.composite
+def own_lines(draw: st.DrawFn) -> str:
+    """A line as guard composes its own (log_redacted): the access line or a decision."""
+    consumer = uuid.UUID(int=draw(st.integers(min_value=1, max_value=2**128 - 1)), version=4)
+    request_id = f"req-{uuid.UUID(int=draw(st.integers(1, 2**128 - 1)), version=4)}"
+    if draw(st.booleans()):
+        return (
+            f"GET /consumers/{guard_log.fingerprint(str(consumer))} 200 211 bytes 37 us "
+            f"{request_id}"
+        )
+    return json.dumps(
+        {"request_id": request_id, "user": guard_log.fingerprint(str(consumer))},
+        separators=(",", ":"),
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    before=st.lists(pieces(), max_size=2),
+    after=st.lists(pieces(), max_size=2),
+    glue=st.tuples(*[st.sampled_from([" ", "", "] ", ":", "-", "=", "\t", "_"])] * 2),
+    # Hex digits touching the line (a context value's tail, an error summary's head).
+    edges=st.tuples(*[st.text(alphabet="0123456789abcdef", max_size=8)] * 2),
+    message=own_lines(),
+)
+def test_the_second_pass_around_guards_own_lines_misses_nothing_the_whole_pass_finds(
+    before: list[Piece],
+    after: list[Piece],
+    glue: tuple[str, str],
+    edges: tuple[str, str],
+    message: str,
+) -> None:
+    """What a formatter adds around one of guard's own lines (context values, an
+    error summary) is redacted on its own when whitespace sets the line apart;
+    nothing the whole text's redaction would hide may survive it."""
+    text = (
+        " ".join(piece.text for piece in before)
+        + glue[0]
+        + edges[0]
+        + message
+        + edges[1]
+        + glue[1]
+        + " ".join(piece.text for piece in after)
+    )
+    whole = guard_log.redact(text)
+    around = guard_log._redact_around(text, message)
+    for piece in [*before, *after]:
+        for raw in piece.raw:
+            assert raw in whole or raw not in around, (raw, around)
+    if not find_leaks([whole], set()):  # the leak detector's own patterns agree
+        assert not find_leaks([around], set())
+    if (glue[0] + edges[0])[-1:].isspace() and (edges[1] + glue[1])[:1].isspace():
+        assert message in around  # the line itself is kept as it was

@@ -1,0 +1,228 @@
+"""What the access line and the decision line cost a request, beside their 40 us budget.
+
+Three ways, each in CPU microseconds per request (this process's CPU time, the
+decision log's writer thread included: its queue is drained inside each timed
+round), in alternating rounds:
+
+* **in place**: ``GET /consumers/{uuid}`` through the whole ``trusted``
+  pipeline on SQLite, with both logs on (a stream handler with guard's filter,
+  as :mod:`guard.tools.bench.pipeline` sets it up) against the same pipeline
+  with both off (``guard`` loggers at WARNING and no decision log): what the
+  two lines cost where they run, among everything else a request does
+  (measured, about twice their cost in a tight loop);
+* **through oslo.log's handler**: the two lines alone, as in the pipeline
+  benchmark's ``logging per request`` line, but through the handler ``guard
+  serve`` sets up by default (:func:`guard.logsetup.setup`: oslo.log's stream
+  handler and ContextFormatter, with guard's filter and the second redaction
+  of a non-standard formatter's output), against the same request with the
+  logs off.
+
+The pipeline benchmark's ``logging per request`` line is the same two lines
+through a plain stream handler, in a tight loop.
+
+Run it with ``python -m guard.tools.bench.logcost [--quick]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import webob
+
+from guard import conf as guard_conf
+from guard import deploy, logsetup, middleware
+from guard.testing import deployment
+from guard.tools.bench import BenchResult, pipeline
+
+ROUNDS = 10
+_LOGGERS = ("guard", "guard.access", "guard.audit")
+
+
+def _cpu_seconds_per_call(func: Callable[[], None], seconds: float, settle: Any) -> float:
+    """CPU seconds of one call: calls in doubling batches, ``settle`` inside the span."""
+    calls, batch = 0, 1
+    start = time.process_time()
+    while True:
+        for _ in range(batch):
+            func()
+        calls += batch
+        settle()
+        elapsed = time.process_time() - start
+        if elapsed >= seconds:
+            return elapsed / calls
+        batch *= 2
+
+
+@contextlib.contextmanager
+def _logs_off(services: deploy.Services) -> Iterator[None]:
+    """Both lines off: guard's loggers at WARNING, no decision reported at all."""
+    levels = {name: logging.getLogger(name).level for name in _LOGGERS}
+    enforcer = services.enforcer
+    decision_log = enforcer.decision_log
+    for name in _LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    enforcer.decision_log = None
+    try:
+        yield
+    finally:
+        enforcer.decision_log = decision_log
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _paired_cost(
+    request: Callable[[], None],
+    services: deploy.Services,
+    seconds: float,
+    rounds: int,
+    name: str,
+    subject: str,
+) -> BenchResult:
+    """Request with logs on against logs off, alternating; cost = best on - best off."""
+    settle = services.decision_log.flush
+    on: list[float] = []
+    off: list[float] = []
+    for _ in range(rounds):
+        with _logs_off(services):
+            off.append(_cpu_seconds_per_call(request, seconds, settle))
+        on.append(_cpu_seconds_per_call(request, seconds, settle))
+    cost_us = (min(on) - min(off)) * 1e6
+    # Each round's own difference: the spread shows how much the machine moved them.
+    # (at least 1 us: on a busy machine a round's difference can come out at zero)
+    costs = [max((a - b) * 1e6, 1.0) for a, b in zip(on, off, strict=True)]
+    budget = pipeline.LOG_BUDGET_US
+    return BenchResult(
+        name=name,
+        subject=f"{subject} ({min(on) * 1e6:.1f} us a request with logs, "
+        f"{min(off) * 1e6:.1f} us without)",
+        baseline=f"budget {budget:.0f} us",
+        subject_per_second=1e6 / max(cost_us, 1.0),
+        baseline_per_second=1e6 / budget,
+        goal=f"ratio >= 1.0 (at most {budget:.0f} us a request)",
+        round_ratios=tuple(budget / cost for cost in costs),
+    )
+
+
+def in_place(seconds: float, rounds: int = ROUNDS) -> BenchResult:
+    """The two lines' cost inside the whole pipeline (logs on vs off), SQLite."""
+    with (
+        pipeline._logging_like_guard_serve(),
+        tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp,
+        deployment(f"sqlite:///{Path(tmp) / 'guard.sqlite'}") as services,
+    ):
+        path = f"/consumers/{pipeline._seed(services)}"
+        get = pipeline._wsgi_caller(deploy.build_pipeline(services, "trusted"), path)
+        get()  # warm up
+        return _paired_cost(
+            get,
+            services,
+            seconds,
+            rounds,
+            "logging per request in place: GET /consumers/{uuid}, SQLite",
+            "whole pipeline, logs on - logs off (CPU)",
+        )
+
+
+@contextlib.contextmanager
+def _logging_like_oslo() -> Iterator[None]:
+    """``guard serve``'s default logging (oslo.log to stderr), with stderr on /dev/null.
+
+    What oslo.log's setup changes is put back afterwards: the root logger's
+    handlers, every logger's level, guard's loggers, ``sys.excepthook``.
+    """
+    root = logging.getLogger()
+    saved_root = (root.level, list(root.handlers))
+    saved = {name: logging.getLogger(name) for name in _LOGGERS}
+    states = {name: (lg.level, lg.propagate, list(lg.handlers)) for name, lg in saved.items()}
+    levels = {
+        lg: lg.level
+        for lg in list(logging.Logger.manager.loggerDict.values())
+        if isinstance(lg, logging.Logger)
+    }
+    excepthook = sys.excepthook
+    conf = guard_conf.load()
+    with open(os.devnull, "w") as devnull:
+        stderr, sys.stderr = sys.stderr, devnull
+        try:
+            logsetup.setup(conf)  # its stream handler keeps the stream it found
+        finally:
+            sys.stderr = stderr
+        for lg in saved.values():
+            lg.handlers = []
+            lg.propagate = True
+        logging.getLogger("guard").setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            for handler in root.handlers:
+                if handler not in saved_root[1]:
+                    handler.close()
+            sys.excepthook = excepthook
+            for lg, level in levels.items():
+                lg.setLevel(level)
+            root.setLevel(saved_root[0])
+            root.handlers = saved_root[1]
+            for name, (level, propagate, handlers) in states.items():
+                lg = saved[name]
+                lg.setLevel(level)
+                lg.propagate = propagate
+                lg.handlers = handlers
+
+
+def through_oslo_log(seconds: float, rounds: int = ROUNDS) -> BenchResult:
+    """The two lines alone through oslo.log's handler (``guard serve``'s default)."""
+    with (
+        _logging_like_oslo(),
+        tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp,
+        deployment(f"sqlite:///{Path(tmp) / 'guard.sqlite'}") as services,
+    ):
+        consumer = str(uuid.uuid4())
+        environ = webob.Request.blank(f"/consumers/{consumer}").environ
+        environ.update(
+            {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in pipeline.HEADERS.items()}
+        )
+        middleware.ensure_request_ids(environ)
+        request_id = environ["openstack.request_id"]
+        context, _ = middleware.context_from_environ(environ, services.enforcer)
+        context.update_store()  # oslo.log's formatter reads the thread's context
+        environ["guard.context"] = context
+        target = {"project_id": pipeline.PROJECT, "user_id": "bench-user", "uuid": consumer}
+        headers = [("Content-Type", "application/json"), ("Content-Length", "211")]
+        snapshot = services.enforcer.snapshot()
+
+        def request() -> None:
+            services.enforcer.authorize_in(
+                snapshot, "guard:consumers:show", target, context, do_raise=False
+            )
+            middleware.log_access(
+                environ, "200 OK", headers, [b"{}"], time.perf_counter(), request_id
+            )
+
+        return _paired_cost(
+            request,
+            services,
+            seconds,
+            rounds,
+            "logging per request through oslo.log's handler",
+            "both lines, ContextFormatter + second redaction pass (CPU)",
+        )
+
+
+def run(quick: bool = False, rounds: int = ROUNDS) -> list[BenchResult]:
+    """Both lines' cost in place and through oslo.log's handler; see the module docstring."""
+    seconds = 0.1 if quick else 0.3
+    return [in_place(seconds, rounds), through_oslo_log(seconds, rounds)]
+
+
+if __name__ == "__main__":
+    for result in run(quick="--quick" in sys.argv[1:]):
+        print(result)
