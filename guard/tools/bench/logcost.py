@@ -115,12 +115,12 @@ def _paired_cost(
 def in_place(seconds: float, rounds: int = ROUNDS) -> BenchResult:
     """The two lines' cost inside the whole pipeline (logs on vs off), SQLite."""
     with (
-        pipeline._logging_like_guard_serve(),
+        pipeline.logging_like_guard_serve(),
         tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp,
         deployment(f"sqlite:///{Path(tmp) / 'guard.sqlite'}") as services,
     ):
-        path = f"/consumers/{pipeline._seed(services)}"
-        get = pipeline._wsgi_caller(deploy.build_pipeline(services, "trusted"), path)
+        path = f"/consumers/{pipeline.seed(services)}"
+        get = pipeline.wsgi_caller(deploy.build_pipeline(services, "trusted"), path)
         get()  # warm up
         return _paired_cost(
             get,
