@@ -18,7 +18,7 @@ import webob
 
 from guard import exception, validation
 from guard.api.environ import authenticated_context
-from guard.api.jsonio import json_response, read_json_object
+from guard.api.jsonio import JsonResponse, json_response, read_json_object
 from guard.api.query import decode_generation, parse_query
 from guard.repository import KEEP, ConsumerRepository
 
@@ -55,7 +55,7 @@ class ConsumerHandlers:
     def __init__(self, repository: ConsumerRepository) -> None:
         self.repository = repository
 
-    def list(self, req: webob.Request) -> webob.Response:
+    def list(self, req: webob.Request) -> JsonResponse:
         """``GET /consumers``: a page of the rows the caller may see (filtered in SQL)."""
         context = authenticated_context(req)
         params = parse_query(req, LIST_PARAMS)
@@ -69,14 +69,14 @@ class ConsumerHandlers:
             }
         )
 
-    def show(self, req: webob.Request, uuid: str) -> webob.Response:
+    def show(self, req: webob.Request, uuid: str) -> JsonResponse:
         """``GET /consumers/{uuid}``: 404 alike for a missing and an invisible row."""
         context = authenticated_context(req)
         consumer_uuid = validation.normalize_uuid(uuid)
         parse_query(req, NO_PARAMS)
         return json_response(self.repository.get(context, consumer_uuid).to_dict())
 
-    def put(self, req: webob.Request, uuid: str) -> webob.Response:
+    def put(self, req: webob.Request, uuid: str) -> JsonResponse:
         """``PUT /consumers/{uuid}``: create (generation null, 201) or update (200)."""
         context = authenticated_context(req)
         consumer_uuid = validation.normalize_uuid(uuid)

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 
 from guard import exception
 from guard.api.environ import authenticated_context
-from guard.api.jsonio import json_response
+from guard.api.jsonio import JsonResponse, json_response
 from guard.db import migration
 from guard.repository import ConsumerRepository
 
@@ -130,7 +130,7 @@ class Healthcheck:
         # Without a deployment's checks (a bare app in a test): the database ping.
         self.checks = checks
 
-    def __call__(self, req: webob.Request) -> webob.Response:
+    def __call__(self, req: webob.Request) -> JsonResponse:
         schema = None
         if self.checks is None:
             self.repository.ping()  # raises Unavailable -> 503

@@ -8,7 +8,9 @@ one oslo.middleware's ``sizelimit`` option configures; the
 
 from __future__ import annotations
 
+import http
 import json
+from collections.abc import Callable
 from typing import Any
 
 import webob
@@ -83,11 +85,30 @@ def read_json_object(req: webob.Request) -> dict[str, Any]:
     return document
 
 
-def json_response(document: object, status: int = 200) -> webob.Response:
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in http.HTTPStatus}
+
+
+class JsonResponse:
+    """A JSON success answer as plain WSGI: the status, two headers and the body.
+
+    What ``webob.Response(body=..., content_type=JSON, charset=None)`` sends,
+    without building one. Measured need: a webob Response per answer, made
+    and then called, was a tenth of the API's own time for a GET.
+    """
+
+    __slots__ = ("body", "headerlist", "status")
+
+    def __init__(self, document: object, status: int = 200) -> None:
+        self.body = json.dumps(document).encode("utf-8")
+        self.status = _STATUS_LINES[status]
+        self.headerlist = [("Content-Type", JSON), ("Content-Length", str(len(self.body)))]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response(self.status, self.headerlist)
+        # HEAD: the headers GET would send (its Content-Length too), no body.
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [self.body]
+
+
+def json_response(document: object, status: int = 200) -> JsonResponse:
     """A success response with ``document`` as its JSON body."""
-    return webob.Response(
-        status=status,
-        body=json.dumps(document).encode("utf-8"),
-        content_type=JSON,
-        charset=None,
-    )
+    return JsonResponse(document, status)

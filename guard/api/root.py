@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import webob
 
-from guard.api.jsonio import json_response
+from guard.api.jsonio import JsonResponse, json_response
 
 VERSION_DOCUMENT = {
     "versions": [
@@ -17,6 +17,6 @@ VERSION_DOCUMENT = {
 }
 
 
-def version_document(req: webob.Request) -> webob.Response:
+def version_document(req: webob.Request) -> JsonResponse:
     """The API's versions, for clients that discover before they call."""
     return json_response(VERSION_DOCUMENT)

@@ -9,7 +9,7 @@ then does a handler validate its input.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,10 @@ from guard import exception
 from guard.api.environ import ENV_REQUEST_ID
 from guard.api.errors import error_response
 
+#: A WSGI application answering one request: a handler's answer.
+Answer = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 #: A handler takes the request and the path's variable segments.
-Handler = Callable[..., webob.Response]
+Handler = Callable[..., Answer]
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class RoutedApp:
         req = webob.Request(environ)
         try:
             handler, path_args = self.router.resolve(req.path_info, req.method)
-            response = handler(req, **path_args)
+            response: Answer = handler(req, **path_args)
         except exception.GuardError as error:
             response = error_response(error, environ.get(ENV_REQUEST_ID, ""))
         return response(environ, start_response)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from oslo_middleware import sizelimit
 
 from guard import exception, validation
-from guard.api import errors
+from guard.api import errors, jsonio
 from guard.api.consumers import ConsumerBody
 from guard.api.environ import ENV_MAX_BODY_SIZE
 from guard.api.jsonio import read_json_object
@@ -263,3 +263,22 @@ def test_consumer_body_rejects_unknown_and_missing_keys(document: dict[str, Any]
     with pytest.raises(exception.InvalidInput) as caught:
         ConsumerBody(document)
     assert "p/q" not in caught.value.detail
+
+
+def _answer(app, method: str) -> tuple[str, list, bytes]:
+    seen: list = []
+    body = app({"REQUEST_METHOD": method}, lambda status, headers: seen.extend([status, headers]))
+    return seen[0], sorted(seen[1]), b"".join(body)
+
+
+@pytest.mark.parametrize("status", [200, 201])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("document", [{}, {"consumers": [], "next_marker": None}, {"é": "ü"}])
+def test_a_json_answer_is_what_webob_would_send(status, method, document) -> None:
+    stock = webob.Response(
+        status=status,
+        body=json.dumps(document).encode("utf-8"),
+        content_type="application/json",
+        charset=None,
+    )
+    assert _answer(jsonio.json_response(document, status), method) == _answer(stock, method)
