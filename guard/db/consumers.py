@@ -190,16 +190,27 @@ def find_row(conn: Connection, uuid: str) -> tuple[int, Consumer] | None:
     return None if row is None else (row.id, _to_consumer(row))
 
 
+# Built once, with bound values, as _SELECT_BY_UUID: building a select with
+# the value in it on every call (construction, then its cache key) cost more
+# than running it (SQLite file: 97 us against 44 us for an exists check).
+_ID_BY_UUID: Final = select(CONSUMERS.c.id).where(CONSUMERS.c.uuid == bindparam("uuid"))
+_GENERATION_BY_UUID: Final = select(CONSUMERS.c.generation).where(
+    CONSUMERS.c.uuid == bindparam("uuid")
+)
+_ID_BY_NAME: Final = {
+    column.table.name: select(column.table.c.id).where(column == bindparam("name"))
+    for column in (PROJECTS.c.external_id, USERS.c.external_id, TYPES.c.name)
+}
+
+
 def exists(conn: Connection, uuid: str) -> bool:
     """Whether a consumer ``uuid`` is stored (whoever owns it)."""
-    return conn.execute(select(CONSUMERS.c.id).where(CONSUMERS.c.uuid == uuid)).first() is not None
+    return conn.execute(_ID_BY_UUID, {"uuid": uuid}).first() is not None
 
 
 def generation_of(conn: Connection, uuid: str) -> int | None:
     """The stored generation of consumer ``uuid``, or ``None`` when it is gone."""
-    return conn.execute(
-        select(CONSUMERS.c.generation).where(CONSUMERS.c.uuid == uuid)
-    ).scalar_one_or_none()
+    return conn.execute(_GENERATION_BY_UUID, {"uuid": uuid}).scalar_one_or_none()
 
 
 def list_query(
@@ -222,7 +233,9 @@ def page(
     """Up to ``limit`` consumers of ``query`` after uuid ``marker`` (keyset paging)."""
     if marker is not None:
         query = query.where(CONSUMERS.c.uuid > marker)
-    return [_to_consumer(row) for row in conn.execute(query.limit(limit))]
+    # all(): one fetchall instead of a fetchone per row (a 51-row page on a
+    # SQLite file: 165 us against 200 us).
+    return [_to_consumer(row) for row in conn.execute(query.limit(limit)).all()]
 
 
 def batches(
@@ -336,12 +349,12 @@ def get_or_create(conn: Connection, name_column: sqlalchemy.Column[Any], name: s
     :mod:`guard.db.api` sets on MySQL too) instead of catching the unique
     violation, which on PostgreSQL would abort the whole transaction.
     """
-    table = name_column.table
-    lookup = select(table.c.id).where(name_column == name)
-    found = conn.execute(lookup).scalar_one_or_none()
+    lookup = _ID_BY_NAME[name_column.table.name]
+    found = conn.execute(lookup, {"name": name}).scalar_one_or_none()
     if found is not None:
         return int(found)
+    table = name_column.table
     inserted = _insert_unless_exists(conn, table, name_column.key, {name_column.key: name})
     if inserted is not None:
         return inserted
-    return int(conn.execute(lookup).scalar_one())
+    return int(conn.execute(lookup, {"name": name}).scalar_one())
