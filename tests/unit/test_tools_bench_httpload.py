@@ -115,3 +115,13 @@ def test_a_server_that_exits_at_once_is_an_error_naming_its_log(tmp_path: Path) 
         ),
     ):
         pass
+
+
+def test_error_lines_of_both_log_forms() -> None:
+    log = (
+        "2026-12-03 12:10:08.055 18023 INFO placement.requestlog [-] GET / status: 200\n"
+        "2026-12-03 12:10:09.001 18023 ERROR placement.fault_wrap [-] boom\n"
+        "Traceback (most recent call last):\n"
+        "[2026-12-03 12:10:08 +0000] [18021] [ERROR] Exception in worker process\n"
+    )
+    assert httpload.error_lines(log) == 3

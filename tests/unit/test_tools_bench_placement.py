@@ -93,6 +93,7 @@ def test_the_ratio_is_of_the_best_rates_and_each_round_is_shown() -> None:
     assert cpu.round_ratios == pytest.approx((1000 / 200, 1250 / 200))
     text = placement.describe([wall, cpu], (guard, theirs))
     assert "round 2: guard 1,000.0/s, Placement 180.0/s, ratio 5.56" in text
+    assert f"[median round ratio {(4.5 + 1000 / 180) / 2:.2f}]" in text.splitlines()[0]
     # 1.6 s of CPU for 2,000 answers: 800 us each, 600 in the server and 200 in the database.
     assert "CPU per request: guard 800 us (server 600 + database 200)" in text
 
@@ -111,16 +112,6 @@ def test_errors_are_shown_per_side() -> None:
     text = placement.describe(results, (guard, theirs))
     assert "Placement errors: {'500': 3, 'RemoteDisconnected': 1}" in text
     assert "guard errors" not in text
-
-
-def test_error_lines_of_both_log_forms() -> None:
-    log = (
-        "2026-12-03 12:10:08.055 18023 INFO placement.requestlog [-] GET / status: 200\n"
-        "2026-12-03 12:10:09.001 18023 ERROR placement.fault_wrap [-] boom\n"
-        "Traceback (most recent call last):\n"
-        "[2026-12-03 12:10:08 +0000] [18021] [ERROR] Exception in worker process\n"
-    )
-    assert placement.error_lines(log) == 3
 
 
 def test_a_missing_placement_says_how_to_install_it(tmp_path: Path) -> None:

@@ -201,6 +201,12 @@ def served_process(
             process.wait()
 
 
+def error_lines(log: str) -> int:
+    """How many lines of a server's log are errors (oslo.log's and gunicorn's forms)."""
+    markers = (" ERROR ", "[ERROR]", "Traceback (most recent call last)")
+    return sum(1 for line in log.splitlines() if any(m in line for m in markers))
+
+
 def _status(base_url: str, path: str) -> int:
     connection = HTTPConnection(urllib.parse.urlsplit(base_url).netloc, timeout=TIMEOUT_S)
     try:

@@ -47,6 +47,7 @@ import http.client
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,7 @@ from guard.tools.bench.httpload import (
     Served,
     Target,
     alternating,
+    error_lines,
     merged_errors,
     run_load,
     served_process,
@@ -354,17 +356,18 @@ def compare(
     return [wall, cpu]
 
 
-def error_lines(log: str) -> int:
-    """How many lines of a server's log are errors (oslo.log's and gunicorn's forms)."""
-    markers = (" ERROR ", "[ERROR]", "Traceback (most recent call last)")
-    return sum(1 for line in log.splitlines() if any(m in line for m in markers))
-
-
 def describe(
     results: Sequence[BenchResult], samples: tuple[Sequence[Sample], Sequence[Sample]]
 ) -> str:
-    """The results, each round's figures, and the errors of each side (if any)."""
-    lines = [str(result) for result in results]
+    """The results, their median round ratios, each round's figures, and errors (if any).
+
+    On a busy machine the best rates of the two sides may come from different
+    rounds; the median of the per-round ratios is the steadier summary.
+    """
+    lines = [
+        f"{result} [median round ratio {statistics.median(result.round_ratios):.2f}]"
+        for result in results
+    ]
     for index, (ours, theirs) in enumerate(zip(*samples, strict=True), 1):
         line = (
             f"  round {index}: guard {ours.per_second:,.1f}/s, "
