@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from guard import audit, deploy, exception, gunicorn_conf, logsetup, policy, wsgi
 from guard import conf as guard_conf
 from guard.cmd import config
+from guard.cmd.parse_errors import answer_parse_errors_in_json
 from guard.db import errors as db_errors
 from guard.policy.paths import resolve_policy_file
 from guard.tools import demo
@@ -184,6 +185,7 @@ def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services
         threads=conf.api.threads,
         ident="guard",
     )
+    answer_parse_errors_in_json(server)
     _announce(args, conf, services, server.effective_port)
     audit.flush_on_sigterm()  # queued decision-log lines are written before a SIGTERM stop
     try:
