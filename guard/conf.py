@@ -50,14 +50,15 @@ database_opts: list[cfg.Opt] = [
         "max_pool_size",
         default=5,
         min=1,
-        help="PostgreSQL connections each worker process keeps open. Each request holds at "
+        help="Database server (PostgreSQL, MySQL/MariaDB) connections each worker process "
+        "keeps open. Each request holds at "
         "most one, so keep it at or above the worker's threads. (SQLite keeps its own pool.)",
     ),
     cfg.IntOpt(
         "max_overflow",
         default=0,
         min=0,
-        help="PostgreSQL connections a worker may open beyond max_pool_size under load, "
+        help="Database server connections a worker may open beyond max_pool_size under load, "
         "closed again when returned. With the default 0 a worker never holds more than "
         "max_pool_size, so hosts x workers x max_pool_size bounds guard's connections to "
         "the server; a thread that finds none free waits (pool_timeout).",
@@ -66,7 +67,7 @@ database_opts: list[cfg.Opt] = [
         "pool_timeout",
         default=30.0,
         min=0.1,
-        help="Seconds a request waits for a free PostgreSQL connection of its worker's pool "
+        help="Seconds a request waits for a free database connection of its worker's pool "
         "before it is answered 503 guard.unavailable.",
     ),
 ]
