@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.events import ConnectionEvents, DialectEvents
 from sqlalchemy.pool import PoolProxiedConnection
 
 _Processor = Callable[[Any], Any]
@@ -50,15 +51,31 @@ def _same(value: Any) -> Any:
     return value
 
 
+#: The events only a ``Connection`` fires (``handle_error`` and the
+#: ``do_*`` hooks are the dialect's).
+_CONNECTION_EVENTS: Final = tuple(
+    name for name in dir(ConnectionEvents) if not name.startswith("_") and name != "dispatch"
+)
+_DIALECT_EVENTS: Final = tuple(
+    name for name in dir(DialectEvents) if not name.startswith("_") and name != "dispatch"
+)
+
+
 def bypasses_listeners(engine: Engine) -> bool:
     """Whether a :class:`PreparedRead` on ``engine`` would skip an event listener.
 
-    ``Connection`` events (``before_cursor_execute``, ``handle_error``, ...)
-    fire only on a ``Connection``; SQLAlchemy keeps these two flags for the
-    same question (whether to dispatch at all). Pool events (``connect``,
-    ``checkout``) fire on both paths.
+    ``Connection`` and dialect events (``before_cursor_execute``,
+    ``handle_error``, ...) fire only on a ``Connection``. SQLAlchemy's own
+    flags say at once that an engine never had such a listener (the common
+    case); once set, they stay set after a listener is removed, so the
+    listeners are then looked at. Pool events (``connect``, ``checkout``)
+    fire on both paths.
     """
-    return bool(engine._has_events or engine.dialect._has_events)
+    if not (engine._has_events or engine.dialect._has_events):
+        return False
+    return any(getattr(engine.dispatch, name) for name in _CONNECTION_EVENTS) or any(
+        getattr(engine.dialect.dispatch, name) for name in _DIALECT_EVENTS
+    )
 
 
 class _Plan:

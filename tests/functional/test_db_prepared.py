@@ -115,6 +115,17 @@ def test_listeners_see_the_read_through_a_connection(engine: Engine):
     assert [s for s in statements if "FROM consumers" in s] == [
         db._PREPARED_BY_UUID.statement.compile(dialect=engine.dialect).string
     ]
+    assert not prepared.bypasses_listeners(engine)  # removed: the prepared path again
+
+    def on_error(context: Any) -> None:
+        """A dialect-level listener: it too must see a failing read."""
+
+    sqlalchemy.event.listen(engine, "handle_error", on_error)
+    try:
+        assert prepared.bypasses_listeners(engine)
+    finally:
+        sqlalchemy.event.remove(engine, "handle_error", on_error)
+    assert not prepared.bypasses_listeners(engine)
 
 
 def test_a_read_of_a_statement_with_a_fixed_value_is_refused(engine: Engine):
