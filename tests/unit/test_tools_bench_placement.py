@@ -103,6 +103,9 @@ def test_without_cpu_readings_only_the_rates_are_compared() -> None:
     assert [r.ratio for r in results] == [2.0]
     assert "1 connection" in results[0].name and "connections" not in results[0].name
     assert results[0].goal == "for information"
+    sqlite = [Sample(ok=500, seconds=1.0, errors={}, cpu={"server": 0.4})]
+    text = placement.describe(placement.compare((sqlite, sqlite), "SQLite", 1), (sqlite, sqlite))
+    assert "CPU per request: guard 800 us, Placement 800 us" in text
 
 
 def test_errors_are_shown_per_side() -> None:

@@ -318,10 +318,10 @@ def _measure(databases: Databases, options: Options, tmp: Path) -> list[BenchRes
 
 
 def _cpu(server_pid: int, databases: Databases) -> dict[str, float]:
-    return {
-        "server": tree_cpu_seconds([server_pid]),
-        "database": tree_cpu_seconds(databases.server_pids) if databases.server_pids else 0.0,
-    }
+    spent = {"server": tree_cpu_seconds([server_pid])}
+    if databases.server_pids:  # SQLite's work is the server's own
+        spent["database"] = tree_cpu_seconds(databases.server_pids)
+    return spent
 
 
 def compare(
@@ -386,8 +386,10 @@ def describe(
 def _cpu_text(sample: Sample) -> str:
     """``1,230 us (server 800 + database 430)``: CPU per 200 answer, and its parts."""
     assert sample.cpu is not None
-    parts = " + ".join(f"{part} {sample.cpu_us(part):,.0f}" for part in sample.cpu)
-    return f"{1e6 / sample.per_cpu_second:,.0f} us ({parts})"
+    total = f"{1e6 / sample.per_cpu_second:,.0f} us"
+    if len(sample.cpu) == 1:
+        return total
+    return f"{total} ({' + '.join(f'{p} {sample.cpu_us(p):,.0f}' for p in sample.cpu)})"
 
 
 def check_installed(venv: Path) -> str | None:
