@@ -186,9 +186,10 @@ def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services
         ident="guard",
     )
     answer_parse_errors_in_json(server)
-    _announce(args, conf, services, server.effective_port)
-    audit.flush_on_sigterm()  # queued decision-log lines are written before a SIGTERM stop
+    # Ctrl-C is a clean stop from the moment "guard serving" is printed.
     try:
+        _announce(args, conf, services, server.effective_port)
+        audit.flush_on_sigterm()  # queued decision-log lines are written before a SIGTERM stop
         server.run()
     except KeyboardInterrupt:
         pass

@@ -297,3 +297,24 @@ def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
     process = guard_serve(tmp_path, "--workers", "2", "--port", "0", "--pipeline", "trusted")
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2 and "--port" in stderr
+
+
+def test_ctrl_c_right_after_serving_is_a_clean_stop(tmp_path: Path) -> None:
+    """SIGINT the instant "guard serving" is read: exit 0, no traceback, every time."""
+    for attempt in range(3):
+        process = guard_serve(
+            tmp_path,
+            "--pipeline",
+            "trusted",
+            "--port",
+            "0",
+            "--database",
+            f"sqlite:///{attempt}.db",
+        )
+        try:
+            read_until_serving(process)
+        finally:
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr[-2000:]
+        assert "Traceback" not in stderr
