@@ -31,6 +31,40 @@ def test_only_200_answers_count_and_the_others_are_errors_by_status() -> None:
     assert set(mixed.errors) == {"404"}
 
 
+def _chunked(environ: dict[str, Any], start_response: Any) -> Any:
+    start_response("200 OK", [])  # no Content-Length: waitress sends it chunked
+    yield b"{}"
+
+
+def test_an_answer_without_a_content_length_is_an_error_not_a_rate() -> None:
+    with served(_chunked) as base_url:
+        sample = httpload.run_load(httpload.Target("c", base_url, ["/"], {}), 1, 0.2)
+    assert sample.ok == 0
+    assert set(sample.errors) == {"ConnectionError"}
+
+
+def test_requests_carry_the_headers_and_answers_are_read_whole_on_one_connection() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append((environ["PATH_INFO"], environ.get("HTTP_X_ROLES", "")))
+        body = environ["PATH_INFO"].encode() * 5000  # answers longer than one read
+        start_response("201 Created", [("Content-Length", str(len(body)))])
+        return [body]
+
+    with served(echo) as base_url:
+        connection = httpload.KeptAlive(base_url.split("//")[1])
+        try:
+            for path in ("/a", "/bb", "/a"):
+                request = httpload.request_bytes("h", path, {"X-Roles": "reader"})
+                assert connection.get(request) == 201
+            assert connection.pending == b""
+            assert connection.sock is not None  # kept alive
+        finally:
+            connection.close()
+    assert seen == [("/a", "reader"), ("/bb", "reader"), ("/a", "reader")]
+
+
 def test_a_refused_connection_is_an_error_not_a_rate() -> None:
     with served(_app) as base_url:
         pass  # stopped: nothing listens there any more
