@@ -206,7 +206,7 @@ def fingerprint(value: str) -> str:
     The same id gives the same fingerprint whatever its case or dashes, in
     every process that shares the configured key.
     """
-    return _current_fingerprinter()(value)
+    return (_fingerprinter or _current_fingerprinter())(value)
 
 
 def _replace(match: re.Match[str]) -> str:

@@ -46,6 +46,8 @@ class _Templates(threading.local):
     """One thread's templates: (logger, level, code, line) -> attributes."""
 
     def __init__(self) -> None:
+        # Runs in each thread on its first use: this is that thread's object.
+        self.thread = threading.current_thread()
         self.by_site: dict[tuple[str, int, CodeType, int], dict[str, Any]] = {}
         self.generation = _generation
 
@@ -60,15 +62,9 @@ def _forked() -> None:
 
 os.register_at_fork(after_in_child=_forked)
 _templates = _Templates()
-
-
-def _stdlib_path(logger: logging.Logger) -> bool:
-    """Whether the application changed how records are made (then use its way)."""
-    return (
-        type(logger).makeRecord is not logging.Logger.makeRecord
-        or logging.getLogRecordFactory() is not logging.LogRecord
-        or not (logging.logThreads and logging.logProcesses and logging.logMultiprocessing)
-    )
+_LogRecord = logging.LogRecord
+_new_record = logging.LogRecord.__new__
+_stdlib_make_record = logging.Logger.makeRecord
 
 
 def make_record(
@@ -86,7 +82,11 @@ def make_record(
     ``funcName``, as ``findCaller`` would); the attribute ``mark`` is set to
     ``value`` on the record (guard's "already redacted" mark).
     """
-    if _stdlib_path(logger):
+    if (
+        type(logger).makeRecord is not _stdlib_make_record
+        or logging.getLogRecordFactory() is not _LogRecord
+        or not (logging.logThreads and logging.logProcesses and logging.logMultiprocessing)
+    ):  # the application changed how records are made: its way
         record = logger.makeRecord(
             logger.name, level, code.co_filename, lineno, message, (), None, code.co_name
         )
@@ -98,7 +98,7 @@ def make_record(
         local.generation = _generation
     key = (logger.name, level, code, lineno)
     template = local.by_site.get(key)
-    if template is None or template["threadName"] != threading.current_thread().name:
+    if template is None or template["threadName"] != local.thread.name:
         template = _template(logger, level, code, lineno)
         if len(local.by_site) >= _MAX_TEMPLATES:
             local.by_site.clear()
@@ -113,7 +113,7 @@ def make_record(
     attrs["relativeCreated"] = template["relativeCreated"] + (created - template["created"]) * 1000
     if "taskName" in attrs:  # Python 3.12+: the asyncio task, which varies per call
         attrs["taskName"] = _task_name()
-    record = logging.LogRecord.__new__(logging.LogRecord)
+    record = _new_record(_LogRecord)
     record.__dict__ = attrs
     return record
 

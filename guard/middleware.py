@@ -66,6 +66,8 @@ _GLOBAL_REQUEST_ID_RE = re.compile(r"req-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{1
 # long probes) is fingerprinted, so no id reaches the access log raw.
 _ROUTE_WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9._~-]{0,63}")
 _ID_SHAPED_RE = re.compile(r"[0-9a-fA-F]{8}")
+_route_word = _ROUTE_WORD_RE.fullmatch
+_id_shaped = _ID_SHAPED_RE.search
 # Query parameter names the API defines, logged as they are (values are not).
 _QUERY_NAMES = frozenset(
     {"project_id", "user_id", "consumer_type", "limit", "marker", "consumer_generation"}
@@ -145,7 +147,17 @@ def loggable_target(path: str, query: str) -> str:
     ``path`` and ``query`` may be raw (undecoded) WSGI strings: they are only
     split and hashed, never decoded here.
     """
-    logged = "/".join(_loggable_segment(segment) for segment in path.split("/"))
+    fingerprint = guard_log.fingerprint
+    # A segment is logged as it is when it is a route word (see _ROUTE_WORD_RE),
+    # else as its fingerprint; inline, as the access line runs per request.
+    logged = "/".join(
+        [
+            segment
+            if not segment or (_route_word(segment) and not _id_shaped(segment))
+            else fingerprint(segment)
+            for segment in path.split("/")
+        ]
+    )
     if not query:
         return logged
     pairs = []
@@ -156,13 +168,6 @@ def loggable_target(path: str, query: str) -> str:
         safe_name = name if name in _QUERY_NAMES else guard_log.fingerprint(name)
         pairs.append(f"{safe_name}={safe_value}")
     return f"{logged}?{'&'.join(pairs)}"
-
-
-def _loggable_segment(segment: str) -> str:
-    """A path segment as the access log shows it: a route word, or its fingerprint."""
-    if not segment or (_ROUTE_WORD_RE.fullmatch(segment) and not _ID_SHAPED_RE.search(segment)):
-        return segment
-    return guard_log.fingerprint(segment)
 
 
 def undecodable(environ: dict[str, Any]) -> bool:
@@ -352,17 +357,11 @@ def _method(environ: dict[str, Any]) -> str:
     return method if _METHOD_RE.fullmatch(method) else "?"
 
 
-def _header(headers: list[tuple[str, str]], key: str) -> str | None:
-    """The first header named ``key`` (lowercase), or ``None``."""
-    for name, value in headers:
-        if name.lower() == key:
-            return value
-    return None
-
-
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
-    value = _header(headers, "content-length")
-    return int(value) if value is not None and _DIGITS_RE.fullmatch(value) else None
+    for name, value in headers:
+        if name.lower() == "content-length":
+            return int(value) if _DIGITS_RE.fullmatch(value) else None
+    return None
 
 
 def _call_buffered(application: WSGIApp, environ: dict[str, Any]) -> _Answer:
