@@ -83,8 +83,20 @@ def _values(source: Any, first: str, second: str) -> tuple[Any, Any]:
     return getattr(source, first, None), getattr(source, second, None)
 
 
-class _Fingerprint(str):
-    """An id fingerprinted when it was recorded (it was too long to keep)."""
+class _Fingerprint:
+    """An id fingerprinted when it was recorded (it was too long to keep).
+
+    Not a ``str``: it must never equal (and so never share a cached line
+    with) a raw id that happens to read like a fingerprint.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def _kept(value: Any) -> Any:
@@ -94,7 +106,7 @@ def _kept(value: Any) -> Any:
     return value
 
 
-def _kept_roles(roles: Any) -> tuple[str, ...] | list[str]:
+def _kept_roles(roles: Any) -> tuple[str, ...] | list[Any]:
     """At most :data:`MAX_ROLES` roles, each bounded; the others counted."""
     if type(roles) is list or type(roles) is tuple:
         # The usual case, checked in C: a few texts, together no longer than
@@ -106,7 +118,7 @@ def _kept_roles(roles: Any) -> tuple[str, ...] | list[str]:
         if joined is not None and len(roles) <= MAX_ROLES and len(joined) <= _MAX_TEXT_CHARS:
             return tuple(roles)
     roles = list(roles)
-    kept = [_kept(str(role)) for role in roles[:MAX_ROLES]]
+    kept: list[Any] = [_kept(str(role)) for role in roles[:MAX_ROLES]]
     if len(roles) > MAX_ROLES:
         kept.append(f"(+{len(roles) - MAX_ROLES} more)")
     return kept
@@ -181,6 +193,7 @@ class DecisionLog:
         self._texts: dict[str, str] = {}
         self._ids: dict[str, str] = {}
         self._role_lists: dict[tuple[str, ...], str] = {}
+        self._decisions: dict[tuple[Any, ...], str] = {}
         self._key_tag = ""
         self._second = -1
         self._second_text = ""
@@ -226,23 +239,30 @@ class DecisionLog:
                 project_id = getattr(creds, "project_id", None)
                 roles = getattr(creds, "roles", None)
             target_project_id, target_user_id = _values(target, "project_id", "user_id")
-            pending.append(
-                (
-                    time.time_ns(),
-                    request_id,
-                    global_request_id,
-                    action,
-                    bool(allowed),
-                    branch,
-                    _kept(user_id),
-                    _kept(project_id),
-                    _kept(target_project_id),
-                    _kept(target_user_id),
-                    _kept_roles(roles or ()),
-                    revision,
-                    microseconds,
-                )
+            # What one decision is, apart from its time and request: the
+            # writer caches its JSON by it (a list of roles is not cached).
+            limit = _MAX_TEXT_CHARS
+            decision = (
+                action,
+                bool(allowed),
+                branch,
+                # _kept() inline for the usual short id: this runs per request.
+                user_id
+                if not isinstance(user_id, str) or len(user_id) <= limit
+                else _kept(user_id),
+                project_id
+                if not isinstance(project_id, str) or len(project_id) <= limit
+                else _kept(project_id),
+                target_project_id
+                if not isinstance(target_project_id, str) or len(target_project_id) <= limit
+                else _kept(target_project_id),
+                target_user_id
+                if not isinstance(target_user_id, str) or len(target_user_id) <= limit
+                else _kept(target_user_id),
+                _kept_roles(roles or ()),
+                revision,
             )
+            pending.append((time.time_ns(), request_id, global_request_id, microseconds, decision))
         except Exception:  # a decision log must never fail a request
             self._count_drop()
 
@@ -290,7 +310,7 @@ class DecisionLog:
         if pending:
             key_tag = fingerprint(_KEY_PROBE)
             if key_tag != self._key_tag:  # a new key: cached fingerprints are stale
-                for cache in (self._texts, self._ids, self._role_lists):
+                for cache in (self._texts, self._ids, self._role_lists, self._decisions):
                     cache.clear()
                 self._key_tag = key_tag
         while pending:
@@ -305,39 +325,58 @@ class DecisionLog:
             self._drained.notify_all()
 
     def _write(self, item: tuple[Any, ...]) -> None:
-        (
-            when,
-            request_id,
-            global_request_id,
-            action,
-            allowed,
-            branch,
-            user_id,
-            project_id,
-            target_project_id,
-            target_user_id,
-            roles,
-            revision,
-            microseconds,
-        ) = item
+        when, request_id, global_request_id, microseconds, decision = item
         logger = self._logger
         if not logger.isEnabledFor(logging.INFO):
             return
         # Composed as json.dumps(..., separators=(",", ":")) writes the same
         # object (ensure_ascii's escapes included), from parts the writer
         # caches: measured need, the dict and dumps() were a third of the line.
-        text, fp = self._json_text, self._json_id
         log_redacted(
             logger,
             logging.INFO,
             f'{{"time":{self._json_time(when)},'
             f'"request_id":{_json_request_id(request_id)},'
             f'"global_request_id":{_json_request_id(global_request_id)},'
-            f'"action":{text(action)},"allowed":{"true" if allowed else "false"},'
-            f'"branch":{text(branch)},"user":{fp(user_id)},"project":{fp(project_id)},'
-            f'"target_project":{fp(target_project_id)},"target_user":{fp(target_user_id)},'
-            f'"roles":{self._json_roles(roles)},"revision":{text(revision)},'
+            f"{self._json_decision(decision)},"
             f'"microseconds":{_json_number(microseconds)}}}',
+        )
+
+    def _json_decision(self, decision: tuple[Any, ...]) -> str:
+        """The line's middle, ``"action":...`` to ``"revision":...``, cached by decision.
+
+        Requests repeat decisions (the same caller, rule and owners), so the
+        JSON of one is kept: only a decision whose texts are short (a list
+        of roles, too many to be sure of, is not hashable and not cached).
+        """
+        cache = self._decisions
+        try:
+            done = cache.get(decision)
+        except TypeError:  # an unhashable part: composed each time
+            return self._compose_decision(decision)
+        if done is None:
+            done = self._compose_decision(decision)
+            action, _, branch, *_, revision = decision
+            if all(
+                len(str(text)) <= _CACHED_TEXT_LEN
+                for text in (action, branch, revision)
+                if text is not None
+            ):
+                if len(cache) >= _MAX_CACHED_TEXTS:
+                    cache.clear()
+                cache[decision] = done
+        return done
+
+    def _compose_decision(self, decision: tuple[Any, ...]) -> str:
+        action, allowed, branch, user, project, target_project, target_user, roles, revision = (
+            decision
+        )
+        text, fp = self._json_text, self._json_id
+        return (
+            f'"action":{text(action)},"allowed":{"true" if allowed else "false"},'
+            f'"branch":{text(branch)},"user":{fp(user)},"project":{fp(project)},'
+            f'"target_project":{fp(target_project)},"target_user":{fp(target_user)},'
+            f'"roles":{self._json_roles(roles)},"revision":{text(revision)}'
         )
 
     def _json_time(self, when: int) -> str:
@@ -369,7 +408,7 @@ class DecisionLog:
         if not value:
             return "null"
         if isinstance(value, _Fingerprint):
-            return encode_basestring_ascii(value)
+            return encode_basestring_ascii(value.text)
         if type(value) is not str:
             value = str(value)
         cache = self._ids
@@ -382,7 +421,7 @@ class DecisionLog:
                 cache[value] = done
         return done
 
-    def _json_roles(self, roles: tuple[str, ...] | list[str]) -> str:
+    def _json_roles(self, roles: tuple[str, ...] | list[Any]) -> str:
         """The JSON list of the roles, each redacted (cached for short tuples)."""
         if not isinstance(roles, tuple):  # the general case: not cached
             return "[" + ",".join([self._json_text(role) for role in roles]) + "]"

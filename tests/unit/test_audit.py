@@ -452,3 +452,27 @@ def test_every_decision_is_its_own_line_in_the_order_recorded(sink: Sink) -> Non
     for thread in range(4):
         numbers = [e["microseconds"] for e in entries if e["action"] == f"t{thread}"]
         assert numbers == [float(n) for n in range(300)]
+
+
+def test_repeated_decisions_share_their_json_but_never_with_another_decision(sink: Sink) -> None:
+    """The writer caches a decision's JSON: a field that differs must show, and a raw
+    id that reads like a fingerprint is not taken for the long id it fingerprints."""
+    decision_log = make_log(sink)
+    long_user = "u" * 1000
+    decide(decision_log, creds={"user_id": long_user, "roles": ["reader"]})
+    decide(decision_log, creds={"user_id": guard_log.fingerprint(long_user), "roles": ["reader"]})
+    decide(decision_log, creds={"user_id": long_user, "roles": ["reader"]})
+    decide(decision_log, creds={"user_id": long_user, "roles": ["reader"]}, allowed=True)
+    decide(decision_log, creds={"user_id": long_user, "roles": ["admin"]})
+    decision_log.close()
+    entries = [json.loads(line) for line in sink.lines]
+    fingerprint = guard_log.fingerprint(long_user)
+    assert [entry["user"] for entry in entries] == [
+        fingerprint,
+        guard_log.fingerprint(fingerprint),
+        fingerprint,
+        fingerprint,
+        fingerprint,
+    ]
+    assert [entry["allowed"] for entry in entries] == [False, False, False, True, False]
+    assert [entry["roles"] for entry in entries][-1] == ["admin"]

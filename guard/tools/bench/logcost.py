@@ -82,13 +82,14 @@ def _paired_cost(
     name: str,
     subject: str,
 ) -> BenchResult:
-    """Requests with logs on against logs off, in finely alternating batches.
+    """Requests with logs on against logs off, in alternating batches.
 
-    Each round alternates batches of each side (some 50 milliseconds
-    each, about as long as the writer thread waits between batches) until both have run about ``seconds`` of CPU: whatever the machine
-    does falls on both alike, and the round's cost is the difference of the
-    two sides' mean CPU time a request. The result is the median round; the
-    spread is that of the rounds.
+    Each round alternates batches of each side (some 50 ms each, about as
+    long as the decision log's writer waits between its batches) until both
+    have run about ``seconds`` of CPU: whatever the machine does falls on
+    both alike, and the round's cost is the difference of the two sides'
+    mean CPU time a request. The result is the median round; the spread is
+    that of the rounds.
     """
     settle = services.decision_log.flush
     batch = max(1, int(0.05 / _cpu_seconds(request, 20, settle) * 20))  # ~50 ms a batch
