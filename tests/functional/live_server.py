@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.fixtures.pgcluster import free_port
-from tests.functional.test_serve import read_until_serving
+from tests.functional.processes import read_until_serving
 
 STOP_TIMEOUT = 30
 

@@ -6,12 +6,8 @@ search looks in ``~/.guard/`` and ``~/``), on real SQLite files.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import sys
-import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -21,54 +17,16 @@ import pytest
 
 from guard.testing import Persona
 from tests.fixtures.pgcluster import free_port
+from tests.functional.processes import guard, serving_url, stop
 
-STARTUP_TIMEOUT = 60
 UUID_RE = re.compile(r"(?<!req-)\b[0-9a-f]{8}-?(?:[0-9a-f]{4}-?){3}[0-9a-f]{12}\b", re.IGNORECASE)
 GLOBAL_ID = "req-0123abcd-0000-4000-8000-00000000beef"
-
-
-def guard(home: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "guard", *args],
-        cwd=home,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     process = guard(home, *args)
     stdout, stderr = process.communicate(timeout=120)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def serving_url(process: subprocess.Popen[str]) -> str:
-    """The base URL from the "guard serving" line (fails the test if it never comes)."""
-    found: list[str] = []
-    done = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("guard serving "):
-                found.append(line.split()[2])
-                break
-        done.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not done.wait(STARTUP_TIMEOUT) or not found:
-        process.kill()
-        pytest.fail(f"guard serve did not start: {process.communicate()[1][-2000:]}")
-    return found[0]
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
-    return stderr
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> int:

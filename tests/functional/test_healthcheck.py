@@ -22,7 +22,7 @@ import pytest
 
 from guard.testing import Persona
 from tests.fixtures.pgcluster import free_port
-from tests.functional.test_deploy_cli import guard, serving_url, stop
+from tests.functional.processes import guard, serving_url, stop
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 ADMIN = Persona("health-admin", "ops", ("admin", "member", "reader")).headers()

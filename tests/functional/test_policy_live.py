@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from guard.testing import http
-from tests.functional.test_serve import guard_serve, read_until_serving
+from tests.functional.processes import guard_serve, read_until_serving
 
 STRICT = '"guard:consumers:show": "rule:admin"\n"guard:consumers:list": "rule:admin"\n'
 OWNED = "7d3c1a52-5c1e-4b7e-9a51-2f0d8e6b1a01"  # demo-alice's consumer (guard.tools.demo)

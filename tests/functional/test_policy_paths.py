@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from guard.testing import Persona, http
-from tests.functional.test_serve import guard_serve, read_until_serving
+from tests.functional.processes import guard_serve, read_until_serving
 
 LIST = "guard:consumers:list"
 SHOW = "guard:consumers:show"

@@ -9,12 +9,10 @@ flags override the configuration file, the sample configuration is current.
 from __future__ import annotations
 
 import itertools
-import os
 import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,44 +25,12 @@ from guard.cmd import serve as serve_cmd
 from guard.testing import deployment, http
 from guard.tools import demo
 from tests.fixtures.pgcluster import free_port
+from tests.functional.processes import STARTUP_TIMEOUT, guard_serve, read_until_serving
 from tests.functional.support import REQUEST_ID_RE
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "etc" / "guard" / "guard.conf.sample"
 SAMPLE_NAMESPACES = ["guard", "oslo.log", "oslo.policy", "keystonemiddleware.auth_token"]
-STARTUP_TIMEOUT = 60
-
-
-def guard_serve(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "guard", "serve", *args],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def read_until_serving(process: subprocess.Popen[str]) -> list[str]:
-    """The stdout lines up to and including the "guard serving" line."""
-    lines: list[str] = []
-    done = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("guard serving "):
-                break
-        done.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not done.wait(STARTUP_TIMEOUT):
-        process.kill()
-        pytest.fail(f"guard serve did not start: {lines}")
-    return lines
 
 
 def parse_curl(line: str) -> tuple[str, str, dict[str, str], bytes | None]:
