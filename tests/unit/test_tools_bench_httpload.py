@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -124,7 +125,9 @@ def test_the_cpu_of_a_process_tree_counts_its_children() -> None:
         while httpload.tree_cpu_seconds([child.pid]) < 0.3 and time.monotonic() - start < 30:
             time.sleep(0.05)
         # Counted from the child itself and from its parent (this process) alike.
+        own = time.process_time()
         assert httpload.tree_cpu_seconds([child.pid]) >= 0.3
+        assert httpload.tree_cpu_seconds([os.getpid()]) >= 0.3 + own - 0.05
         assert httpload.tree_cpu_seconds([child.pid]) <= httpload.tree_cpu_seconds([1])
     finally:
         child.kill()
