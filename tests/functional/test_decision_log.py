@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -55,3 +56,29 @@ def test_list_requests_are_one_line_each_and_sigterm_writes_them(tmp_path: Path)
     assert any(line["action"] == "guard:consumers:create" for line in lines)
     for raw in ("auditor-u1", "auditor-p1", "auditor-admin", consumer):
         assert raw not in stderr
+
+
+def test_gunicorn_workers_write_their_queued_decisions_on_sigterm(tmp_path: Path) -> None:
+    """``guard serve --workers 2``: SIGTERM to the master, every worker's queue written."""
+    reader = identity_headers("auditor-u1", "auditor-p1", ["reader"])
+    with live_guard(tmp_path, "--workers", "2") as server:
+        deadline = time.monotonic() + 60
+        while True:  # the workers boot after the "guard serving" line
+            try:
+                if http("GET", f"{server.url}/", {})[0] == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+        request_ids = []
+        for _ in range(40):  # on new connections: both workers answer some
+            status, headers, _ = http("GET", f"{server.url}/consumers", reader)
+            assert status == 200
+            request_ids.append(headers["X-Openstack-Request-Id"])
+        # At once: each writer wakes every 0.1 s, so these lines are still queued.
+        assert server.stop(signal.SIGTERM) == 0
+    written = {str(line["request_id"]) for line in audit_lines(server.stderr())}
+    assert set(request_ids) <= written
+    workers = {line.split()[2] for line in server.stderr().splitlines() if " guard.audit " in line}
+    assert len(workers) == 2, "both workers should have answered (and logged) requests"
