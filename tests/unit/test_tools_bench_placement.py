@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import configparser
+import sys
 import uuid
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,15 @@ def test_a_missing_placement_says_how_to_install_it(tmp_path: Path) -> None:
     problem = placement.check_installed(tmp_path)
     assert problem is not None and "make bench-placement" in problem
     assert placement.main(["--placement-venv", str(tmp_path)]) == 2
+
+
+def test_a_venv_without_placement_16_is_refused_by_its_versions(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    for name in ("placement-manage", "gunicorn"):
+        (tmp_path / "bin" / name).touch()
+    (tmp_path / "bin" / "python").symlink_to(sys.executable)  # guard's: no Placement in it
+    problem = placement.check_installed(tmp_path)
+    assert problem is not None and "reinstalls it" in problem and "16.0.0" in problem
+    python = Path(sys.executable)
+    assert placement.installed_versions(python, ["gunicorn"]) == {"gunicorn": version("gunicorn")}
+    assert placement.installed_versions(python, ["gunicorn", "openstack-placement"]) == {}

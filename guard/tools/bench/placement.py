@@ -106,7 +106,9 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m guard.tools.bench.placement", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--placement-venv", type=Path, default=Path(".venv-placement"))
+    parser.add_argument(
+        "--placement-venv", type=Path, default=Path(".venv-placement"), help="Placement's venv"
+    )
     parser.add_argument(
         "--connections", default="8,1", help="client connections, comma-separated (8,1)"
     )
@@ -402,33 +404,22 @@ def check_installed(venv: Path) -> str | None:
             f"Placement {PLACEMENT_VERSION} is not installed in {venv} (no {', '.join(missing)}): "
             "`make bench-placement` installs it"
         )
-    installed = installed_versions(venv / "bin" / "python")
-    wanted = {
-        "openstack-placement": PLACEMENT_VERSION,
-        "gunicorn": version("gunicorn"),
-    }
+    wanted = {"openstack-placement": PLACEMENT_VERSION, "gunicorn": version("gunicorn")}
+    installed = installed_versions(venv / "bin" / "python", list(wanted))
     if installed != wanted:
         return f"{venv} holds {installed}, not {wanted}: `make bench-placement` reinstalls it"
     return None
 
 
-def installed_versions(python: Path) -> dict[str, str]:
-    """Versions of Placement and gunicorn in the environment of the interpreter ``python``."""
+def installed_versions(python: Path, names: Sequence[str]) -> dict[str, str]:
+    """Versions of the distributions ``names`` where the interpreter ``python`` runs."""
     probe = (
-        "import importlib.metadata as m, json\n"
-        "def v(name):\n"
-        "    try:\n"
-        "        return m.version(name)\n"
-        "    except m.PackageNotFoundError:\n"
-        "        return 'none'\n"
-        "print(json.dumps({n: v(n) for n in ('openstack-placement', 'gunicorn')}))"
+        "import importlib.metadata as m, json, sys\n"
+        "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
     )
     # The interpreter of Placement's virtualenv, with a fixed script.
-    out = subprocess.run(  # noqa: S603
-        [str(python), "-c", probe], capture_output=True, text=True, check=True
-    ).stdout
-    versions: dict[str, str] = json.loads(out)
-    return versions
+    done = subprocess.run([str(python), "-c", probe, *names], capture_output=True, text=True)  # noqa: S603
+    return json.loads(done.stdout) if done.returncode == 0 else {}
 
 
 def postmaster_pid(data_dir: Path) -> int:
