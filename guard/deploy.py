@@ -17,6 +17,7 @@ PasteDeploy factory of the API for ``api-paste.ini``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,14 @@ from guard.api import healthcheck
 from guard.api.app import make_app
 from guard.db import api as db_api
 from guard.db import migration
-from guard.middleware import GuardMiddleware, RequestId, SizeLimit, WSGIApp, shared_enforcer
+from guard.middleware import (
+    GuardMiddleware,
+    RequestId,
+    SizeLimit,
+    WSGIApp,
+    anonymous_context,
+    shared_enforcer,
+)
 from guard.repository import ConsumerRepository
 
 #: Where ``guard serve`` keeps its SQLite file when no database is configured.
@@ -152,8 +160,10 @@ def build_pipeline(services: Services, pipeline: str) -> WSGIApp:
     app: Any = build_api(services)
     app = GuardMiddleware(app, services.enforcer)
     if pipeline == "main":
-        app = auth_token.AuthProtocol(
-            app, {"oslo_config_config": services.conf, "delay_auth_decision": True}
+        app = AuthTokenWithRequestIds(
+            auth_token.AuthProtocol(
+                app, {"oslo_config_config": services.conf, "delay_auth_decision": True}
+            )
         )
         _require_keystone_settings(services.conf)
     app = SizeLimit(app, services.conf)
@@ -211,9 +221,28 @@ def authtoken_filter_factory(global_conf: dict[str, str], **local_conf: str) -> 
     def _filter(app: WSGIApp) -> WSGIApp:
         protocol = auth_token.AuthProtocol(app, {**options, "oslo_config_config": conf})
         _require_keystone_settings(conf)
-        return protocol
+        return AuthTokenWithRequestIds(protocol)
 
     return _filter
+
+
+class AuthTokenWithRequestIds:
+    """keystonemiddleware's ``auth_token`` with this request's ids in its log lines.
+
+    oslo.log's formatters take a record's request ids from the thread's
+    current context. auth_token runs, and logs (a rejected token, an
+    unreachable keystone), before the guard middleware makes the caller's
+    context, so its lines carried the ids of the request this thread served
+    before. An anonymous context with this request's ids is made current
+    first; the guard middleware then replaces it with the caller's.
+    """
+
+    def __init__(self, protocol: WSGIApp) -> None:
+        self.protocol = protocol
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        anonymous_context(environ).update_store()
+        return self.protocol(environ, start_response)
 
 
 def _require_keystone_settings(conf: cfg.ConfigOpts) -> None:

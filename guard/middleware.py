@@ -97,8 +97,32 @@ def context_from_environ(
     ``X-Is-Admin-Project`` defaults to false when absent (oslo.context assumes
     true, which would fail open for an ``is_admin_project:True`` rule).
     """
+    trusted = environ.get("HTTP_X_IDENTITY_STATUS") == TRUSTED_STATUS and bool(
+        environ.get("HTTP_X_USER_ID") or environ.get("HTTP_X_USER")
+    )
+    if not trusted:
+        return anonymous_context(environ, enforcer), False
+    context = RequestContext.from_environ(
+        environ,
+        roles=_roles(environ.get("HTTP_X_ROLES")),
+        service_roles=_roles(environ.get("HTTP_X_SERVICE_ROLES")),
+        is_admin_project=environ.get("HTTP_X_IS_ADMIN_PROJECT", "").lower() == "true",
+        enforcer=enforcer,
+        **_request_ids(environ),
+    )
+    return context, True
+
+
+def anonymous_context(
+    environ: dict[str, Any], enforcer: Authorizer | None = None
+) -> RequestContext:
+    """A context with this request's ids and no identity (no header is read)."""
+    return RequestContext(is_admin_project=False, enforcer=enforcer, **_request_ids(environ))
+
+
+def _request_ids(environ: dict[str, Any]) -> dict[str, str | None]:
     global_request_id = environ.get(oslo_request_id.GLOBAL_REQ_ID)
-    ids = {
+    return {
         "request_id": environ.get(ENV_REQUEST_ID),
         # Checked again whoever set it: the contract's pattern, matched whole.
         "global_request_id": (
@@ -107,20 +131,6 @@ def context_from_environ(
             else None
         ),
     }
-    trusted = environ.get("HTTP_X_IDENTITY_STATUS") == TRUSTED_STATUS and bool(
-        environ.get("HTTP_X_USER_ID") or environ.get("HTTP_X_USER")
-    )
-    if not trusted:
-        return RequestContext(is_admin_project=False, enforcer=enforcer, **ids), False
-    context = RequestContext.from_environ(
-        environ,
-        roles=_roles(environ.get("HTTP_X_ROLES")),
-        service_roles=_roles(environ.get("HTTP_X_SERVICE_ROLES")),
-        is_admin_project=environ.get("HTTP_X_IS_ADMIN_PROJECT", "").lower() == "true",
-        enforcer=enforcer,
-        **ids,
-    )
-    return context, True
 
 
 def ensure_request_ids(environ: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ PasteDeploy.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import webtest
 from keystonemiddleware import fixture as ksm_fixture
+from oslo_context import context as oslo_context
 from paste.deploy import loadapp
 
 from guard import conf as guard_conf
@@ -248,3 +250,36 @@ def test_paste_ini_pipelines(
     anonymous = app.get(path, status="*")
     check_error(anonymous.status_int, anonymous.headers, anonymous.body, 401, "guard.unauthorized")
     assert app.get(path, headers=identity).json["generation"] == 0
+
+
+class _CurrentContextAtEmit(logging.Handler):
+    """Records keystonemiddleware's lines with the thread's current context of each."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seen: list[tuple[str, str | None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        current = oslo_context.get_current()
+        self.seen.append((record.getMessage(), getattr(current, "request_id", None)))
+
+
+def test_keystonemiddleware_lines_carry_their_own_requests_id(app, tokens) -> None:
+    """oslo.log takes request ids from the thread's context: auth_token's must be its request's."""
+    token, _ = add_token(tokens, unique("project"), ["reader"])
+    first = app.get("/consumers", headers={"X-Auth-Token": token}, status="*")
+    assert first.status_int == 200
+    handler = _CurrentContextAtEmit()
+    logger = logging.getLogger("keystonemiddleware")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        second = app.get("/consumers", headers={"X-Auth-Token": "not-a-token"}, status="*")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert second.status_int == 401
+    assert handler.seen, "auth_token logged nothing for a bad token"
+    own_id = second.headers["X-Openstack-Request-Id"]
+    assert {request_id for _, request_id in handler.seen} == {own_id}
