@@ -111,6 +111,25 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def _credentials(text: str) -> dict[str, Any]:
+    """``--creds``: a JSON object whose roles, when given, are a list of names.
+
+    oslo.policy iterates ``roles`` as it is: ``"roles": "reader"`` would be
+    the roles ``r``, ``e``, ``a``, ``d``... and explain a denial the operator
+    did not mean to ask about.
+    """
+    creds = _json_object(text)
+    for key in ("roles", "service_roles"):
+        roles = creds.get(key)
+        if roles is not None and not (
+            isinstance(roles, list) and all(isinstance(role, str) for role in roles)
+        ):
+            raise argparse.ArgumentTypeError(
+                f'"{key}" must be a JSON list of role names, e.g. ["reader"]'
+            )
+    return creds
+
+
 def explain(args: argparse.Namespace) -> int:
     """Print why ``--rule`` allows or denies ``--creds`` on ``--target``."""
     try:
@@ -184,7 +203,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     why = commands.add_parser("explain", help="show how a rule decides for given creds")
     why.add_argument("--rule", required=True, help="rule name, e.g. guard:consumers:show")
-    why.add_argument("--creds", required=True, type=_json_object, help="JSON object")
+    why.add_argument(
+        "--creds", required=True, type=_credentials, help='JSON object, e.g. {"roles": ["reader"]}'
+    )
     why.add_argument("--target", default={}, type=_json_object, help="JSON object")
     why.add_argument("--policy-file", help="policy file (default: guard's defaults)")
     why.set_defaults(func=explain)

@@ -228,3 +228,15 @@ def test_explain_of_a_rule_name_with_a_typo_says_so_and_fails(capsys):
     captured = capsys.readouterr()
     assert "no rule named 'guard:consumers:shwo'" in captured.err
     assert f"did you mean '{SHOW}'" in captured.err
+
+
+@pytest.mark.parametrize(
+    "creds",
+    [{"roles": "reader"}, {"roles": ["reader", 1]}, {"service_roles": "service"}],
+)
+def test_explain_refuses_roles_that_are_not_a_list_of_names(capsys, creds):
+    """oslo.policy would iterate "reader" as the roles r, e, a, d...: named, not explained."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["policy", "explain", "--rule", SHOW, "--creds", json.dumps(creds)])
+    assert stopped.value.code == 2
+    assert "must be a JSON list of role names" in capsys.readouterr().err
