@@ -31,6 +31,12 @@ DBAPI cursor costs about 15 us with the pool's checkout and checkin
 An engine with connection event listeners (statement tracing, tests that
 record SQL) must see every statement: :func:`bypasses_listeners` says when
 the caller must take the ``Connection`` path instead.
+
+Three of SQLAlchemy's internals are used as ``Connection`` uses them: the
+engine's and dialect's ``_has_events`` flags and ``Pool._invalidate``.
+``tests/functional/test_db_prepared.py`` holds what they do for this module
+(listeners seen, a dead connection never handed out again) on every backend,
+so a SQLAlchemy upgrade that changes them fails there, not in service.
 """
 
 from __future__ import annotations
