@@ -26,8 +26,10 @@ allocations; guard's admin is allowed by its first rule too; Placement at
 microversion 1.39, its newest, whose answer carries the same consumer fields
 as guard's). For each N (8, then 1), a warm-up, then rounds of a few seconds in
 which the two sides alternate and swap who goes first; each side's best
-requests/s, their ratio and the spread of the per-round ratios. With
-``--sqlite`` the same on an SQLite file each.
+requests/s, their ratio, the spread and median of the per-round ratios; and
+each side's server CPU per request (its gunicorn processes and the PostgreSQL
+server, read from ``/proc``), which other tenants of a busy machine move less
+than requests/s. With ``--sqlite`` the same on an SQLite file each.
 
 Goal: guard at least 5x Placement's requests/s on PostgreSQL with the same
 workers, threads and data.
