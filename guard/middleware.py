@@ -74,6 +74,11 @@ _QUERY_NAMES = frozenset(
 )
 # Query parameters whose values are ids, fingerprinted whatever they look like.
 _IDENTITY_PARAMS = frozenset({"project_id", "user_id"})
+# Parameters whose plain-number values are logged as they are: the API's
+# others, spelled exactly (the raw query is not decoded here, and
+# ``project%5Fid`` is ``project_id`` to the API: an unknown spelling's value
+# is fingerprinted, numbers too).
+_NUMBER_PARAMS = _QUERY_NAMES - _IDENTITY_PARAMS
 # URLs longer than this bypass the standard library's urlsplit cache.
 _CACHED_URL_LEN = 2048
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
@@ -151,9 +156,11 @@ def loggable_target(path: str, query: str) -> str:
     """The path and query with every id, value and unknown word fingerprinted.
 
     Only route words (of guard's API or of any service the filter wraps), the
-    API's parameter names and plain numbers as query values (limits,
-    generations) stay readable; a value of an identity-bearing parameter
-    (``project_id``, ``user_id``) is fingerprinted even when it is a number.
+    API's parameter names and plain numbers as the values of its parameters
+    (limits, generations) stay readable; a value of an identity-bearing
+    parameter (``project_id``, ``user_id``) or of any other name (a
+    percent-encoded ``project%5Fid`` included) is fingerprinted even when it
+    is a number.
     ``path`` and ``query`` may be raw (undecoded) WSGI strings: they are only
     split and hashed, never decoded here.
     """
@@ -173,7 +180,7 @@ def loggable_target(path: str, query: str) -> str:
     pairs = []
     for pair in query.split("&"):
         name, _, value = pair.partition("=")
-        readable = name not in _IDENTITY_PARAMS and _DIGITS_RE.fullmatch(value)
+        readable = name in _NUMBER_PARAMS and _DIGITS_RE.fullmatch(value)
         safe_value = value if readable else guard_log.fingerprint(value)
         safe_name = name if name in _QUERY_NAMES else guard_log.fingerprint(name)
         pairs.append(f"{safe_name}={safe_value}")
@@ -202,7 +209,12 @@ def undecodable(environ: dict[str, Any]) -> bool:
 
 
 def _scrub_values(context: RequestContext) -> dict[str, str]:
-    """This request's own tokens and ids, for the log filter to scrub by value."""
+    """This request's own tokens, and its user's and project's ids and names, to scrub by value.
+
+    The names too: oslo.log's formatters add them from the context (its JSON
+    formatter, every logging value), and no pattern can tell a name from a
+    word, so they are fingerprinted by value as the ids are.
+    """
     values = {
         "auth_token": context.auth_token,
         "service_token": context.service_token,
@@ -210,6 +222,10 @@ def _scrub_values(context: RequestContext) -> dict[str, str]:
         "project_id": context.project_id,
         "service_user_id": context.service_user_id,
         "service_project_id": context.service_project_id,
+        "user_name": context.user_name,
+        "project_name": context.project_name,
+        "service_user_name": context.service_user_name,
+        "service_project_name": context.service_project_name,
     }
     return {name: value for name, value in values.items() if value}
 
@@ -274,7 +290,18 @@ class GuardMiddleware:
         headers = [(name, value) for name, value in headers if name.lower() != _REQUEST_ID_KEY]
         headers.append((REQUEST_ID_HEADER, request_id))
         try:
-            log_access(environ, status, headers, body, started, request_id)
+            # In the request's scope: oslo.log's formatters still add the
+            # caller's context (a JSON formatter, the whole of it) from the
+            # thread's current context, whose ids and names the second pass
+            # over their output then scrubs by value, as for the request's
+            # other lines.
+            context = environ.get(ENV_CONTEXT)
+            values = _scrub_values(context) if isinstance(context, RequestContext) else None
+            if values:
+                with guard_log.request_scope(values):
+                    log_access(environ, status, headers, body, started, request_id)
+            else:
+                log_access(environ, status, headers, body, started, request_id)
         except Exception:  # a log sink never fails a request
             LOG.debug("The access log failed", exc_info=True)
         start_response(status, headers)

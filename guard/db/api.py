@@ -102,6 +102,11 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
+    # Statement parameters are ids (uuids, keystone ids of any shape, another
+    # project's filter): SQLAlchemy's statement log (on whenever a logging
+    # configuration sets its logger to INFO) and its error texts leave them
+    # out, as no pattern could find a non-hex id in them.
+    kwargs.setdefault("hide_parameters", True)
     if backend == "sqlite":
         return _create_sqlite_engine(parsed, **kwargs)
     if backend == "postgresql":
