@@ -24,6 +24,7 @@ oslo.middleware's ``request_id`` (the same, as plain WSGI).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -72,13 +73,9 @@ _id_shaped = _ID_SHAPED_RE.search
 _QUERY_NAMES = frozenset(
     {"project_id", "user_id", "consumer_type", "limit", "marker", "consumer_generation"}
 )
-# Query parameters whose values are ids, fingerprinted whatever they look like.
-_IDENTITY_PARAMS = frozenset({"project_id", "user_id"})
-# Parameters whose plain-number values are logged as they are: the API's
-# others, spelled exactly (the raw query is not decoded here, and
-# ``project%5Fid`` is ``project_id`` to the API: an unknown spelling's value
-# is fingerprinted, numbers too).
-_NUMBER_PARAMS = _QUERY_NAMES - _IDENTITY_PARAMS
+# Parameters whose plain-number values stay readable: the API's but the ids',
+# spelled exactly (``project%5Fid`` is ``project_id`` to the API: an id).
+_NUMBER_PARAMS = _QUERY_NAMES - {"project_id", "user_id"}
 # URLs longer than this bypass the standard library's urlsplit cache.
 _CACHED_URL_LEN = 2048
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
@@ -156,11 +153,9 @@ def loggable_target(path: str, query: str) -> str:
     """The path and query with every id, value and unknown word fingerprinted.
 
     Only route words (of guard's API or of any service the filter wraps), the
-    API's parameter names and plain numbers as the values of its parameters
-    (limits, generations) stay readable; a value of an identity-bearing
-    parameter (``project_id``, ``user_id``) or of any other name (a
-    percent-encoded ``project%5Fid`` included) is fingerprinted even when it
-    is a number.
+    API's parameter names and plain numbers as values of its non-identity
+    parameters (limits, generations) stay readable; any other value is
+    fingerprinted, numbers too.
     ``path`` and ``query`` may be raw (undecoded) WSGI strings: they are only
     split and hashed, never decoded here.
     """
@@ -209,12 +204,8 @@ def undecodable(environ: dict[str, Any]) -> bool:
 
 
 def _scrub_values(context: RequestContext) -> dict[str, str]:
-    """This request's own tokens, and its user's and project's ids and names, to scrub by value.
-
-    The names too: oslo.log's formatters add them from the context (its JSON
-    formatter, every logging value), and no pattern can tell a name from a
-    word, so they are fingerprinted by value as the ids are.
-    """
+    """This request's tokens, and its user's and project's ids and names (no
+    pattern tells a name from a word), for the log filter to scrub by value."""
     values = {
         "auth_token": context.auth_token,
         "service_token": context.service_token,
@@ -278,29 +269,17 @@ class GuardMiddleware:
         try:
             status, headers, body = self._respond(environ, request_id)
         except Exception:  # anything on the way down or back up: the generic 500
-            LOG.exception(
-                "Unexpected error answering %s %s (%s)",
-                _method(environ),
-                loggable_target(environ.get("PATH_INFO", ""), ""),
-                request_id,
-            )
-            status, headers, body = _error(exception.Internal(), request_id)
+            status, headers, body = _unexpected(environ, request_id)
         # Set here, in its canonical spelling, whether or not a request_id
         # filter runs above (it then keeps this header and adds none).
         headers = [(name, value) for name, value in headers if name.lower() != _REQUEST_ID_KEY]
         headers.append((REQUEST_ID_HEADER, request_id))
         try:
-            # In the request's scope: oslo.log's formatters still add the
-            # caller's context (a JSON formatter, the whole of it) from the
-            # thread's current context, whose ids and names the second pass
-            # over their output then scrubs by value, as for the request's
-            # other lines.
+            # In the request's scope: oslo.log's formatters add the caller's
+            # context (its JSON formatter, whole), scrubbed by value.
             context = environ.get(ENV_CONTEXT)
             values = _scrub_values(context) if isinstance(context, RequestContext) else None
-            if values:
-                with guard_log.request_scope(values):
-                    log_access(environ, status, headers, body, started, request_id)
-            else:
+            with guard_log.request_scope(values) if values else contextlib.nullcontext():
                 log_access(environ, status, headers, body, started, request_id)
         except Exception:  # a log sink never fails a request
             LOG.debug("The access log failed", exc_info=True)
@@ -333,13 +312,7 @@ class GuardMiddleware:
             except webob.exc.HTTPException as error:
                 return _error(error_for_status(error.code), request_id)
             except Exception:
-                LOG.exception(
-                    "Unexpected error answering %s %s (%s)",
-                    _method(environ),
-                    loggable_target(environ.get("PATH_INFO", ""), ""),
-                    request_id,
-                )
-                return _error(exception.Internal(), request_id)
+                return _unexpected(environ, request_id)
         # Whatever the application answered passes through as it is (status,
         # headers, body): the filter may wrap any service, whose own errors
         # are its own. guard's API answers its errors in the contract's JSON.
@@ -387,6 +360,13 @@ _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower()
 def _error(error: exception.GuardError, request_id: str) -> _Answer:
     response = error_response(error, request_id)
     return response.status, response.headerlist, [response.body]
+
+
+def _unexpected(environ: dict[str, Any], request_id: str) -> _Answer:
+    """Log the exception being handled (redacted) and answer the generic 500."""
+    path = loggable_target(environ.get("PATH_INFO", ""), "")
+    LOG.exception("Unexpected error answering %s %s (%s)", _method(environ), path, request_id)
+    return _error(exception.Internal(), request_id)
 
 
 def _method(environ: dict[str, Any]) -> str:
