@@ -309,8 +309,10 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         attrs = record.__dict__
-        if attrs.get(_MARK):
-            return True  # already redacted by the filter of another handler
+        if mark := attrs.get(_MARK):  # done by another handler's filter, or guard's own line
+            if mark == _OWN_LINE and len(attrs) != _PLAIN_RECORD_SIZE + 1:
+                _redact_extras(attrs, _scope.get())  # a record factory's, a logger filter's
+            return True
         scope = _scope.get()
         try:
             self._redact_record(record, attrs, scope)
@@ -332,8 +334,7 @@ class RedactingFilter(logging.Filter):
         record.msg = _redact(message, scope)
         record.args = ()
         if len(attrs) != _PLAIN_RECORD_SIZE:
-            for name in attrs.keys() - _STANDARD_ATTRS:
-                attrs[name] = _redact_named(name, attrs[name], scope, 0)
+            _redact_extras(attrs, scope)
         if record.exc_info:
             if not record.exc_text:
                 record.exc_text = _TRACEBACK_FORMATTER.formatException(record.exc_info)
@@ -343,6 +344,15 @@ class RedactingFilter(logging.Filter):
             record.exc_text = _redact(record.exc_text, scope)
         if record.stack_info:
             record.stack_info = _redact(record.stack_info, scope)
+
+
+def _redact_extras(attrs: dict[str, Any], scope: _Scope) -> None:
+    """Redact a record's non-standard attributes in place; mask one that cannot be."""
+    for name in attrs.keys() - _STANDARD_ATTRS:
+        try:
+            attrs[name] = _redact_named(name, attrs[name], scope, 0)
+        except Exception:  # fail closed
+            attrs[name] = MASK
 
 
 _FILTER = RedactingFilter()
