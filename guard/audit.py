@@ -19,9 +19,10 @@ The line names the subject and the target by fingerprints
 (action, branch, roles, a request id of another shape than guard's) are
 redacted one by one before the line is composed, and the line is logged as
 redacted (:func:`guard.log.log_redacted`): the handlers' filter would only
-scan, at some 20 us a line, a text made of parts it has already seen.
-A list request is one line (:func:`list_branch`: every row, filtered, or
-denied, with the rule).
+scan, at some 20 us a line, a text made of parts it has already seen. The
+writer composes the JSON itself, from parts it caches (a repeated decision
+is one lookup), as ``json.dumps`` would write it. A list request is one
+line (:func:`list_branch`: every row, filtered, or denied, with the rule).
 
 Queued lines outlive the process's end: :func:`flush_all` writes what every
 live log holds (gunicorn's ``worker_exit`` closes the worker's log), and
@@ -47,9 +48,10 @@ from guard.log import fingerprint, log_redacted, redact
 
 AUDIT_LOGGER = "guard.audit"
 DEFAULT_QUEUE_SIZE = 10_000
-# The writer caches the redaction of short free-text fields (rule names,
-# branch labels, roles repeat from line to line): only texts this short, and
-# at most this many, so what it keeps is bounded in bytes whatever clients send.
+# The writer caches the JSON of short free-text fields, ids and whole decisions
+# (rule names, branch labels, roles, callers and owners repeat from line to
+# line): only texts this short, and at most this many entries a cache, so what
+# it keeps is bounded in bytes whatever clients send.
 _CACHED_TEXT_LEN = 80
 _MAX_CACHED_TEXTS = 2048
 # A fixed text whose fingerprint changes when the fingerprint key does.
