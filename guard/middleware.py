@@ -24,7 +24,7 @@ oslo.middleware's ``request_id`` (the same, as plain WSGI).
 
 from __future__ import annotations
 
-import contextlib
+import contextvars
 import functools
 import logging
 import re
@@ -275,12 +275,7 @@ class GuardMiddleware:
         headers = [(name, value) for name, value in headers if name.lower() != _REQUEST_ID_KEY]
         headers.append((REQUEST_ID_HEADER, request_id))
         try:
-            # In the request's scope: oslo.log's formatters add the caller's
-            # context (its JSON formatter, whole), scrubbed by value.
-            context = environ.get(ENV_CONTEXT)
-            values = _scrub_values(context) if isinstance(context, RequestContext) else None
-            with guard_log.request_scope(values) if values else contextlib.nullcontext():
-                log_access(environ, status, headers, body, started, request_id)
+            log_access(environ, status, headers, body, started, request_id)
         except Exception:  # a log sink never fails a request
             LOG.debug("The access log failed", exc_info=True)
         start_response(status, headers)
@@ -303,6 +298,7 @@ class GuardMiddleware:
         if not authenticated and environ.get("PATH_INFO", "") not in PUBLIC_PATHS:
             return _error(exception.Unauthorized(), request_id)
         with guard_log.request_scope(_scrub_values(context)):
+            environ[_ENV_LOG_SCOPE] = contextvars.copy_context()  # for the access line
             try:
                 # The body is read here, so an error raised while the
                 # wrapped app's iterator runs is answered like any other.
@@ -343,18 +339,22 @@ def log_access(
     global_request_id = getattr(environ.get(ENV_CONTEXT), "global_request_id", None)
     global_id = f" global {global_request_id}" if global_request_id else ""
     elapsed_us = int((time.perf_counter() - started) * 1_000_000)
-    guard_log.log_redacted(
-        ACCESS_LOG,
-        logging.INFO,
+    message = (
         f"{_method(environ)} "
         f"{loggable_target(environ.get('PATH_INFO', ''), environ.get('QUERY_STRING', ''))} "
-        f"{status[:3]} {length} bytes {elapsed_us} us {request_id}{global_id}",
+        f"{status[:3]} {length} bytes {elapsed_us} us {request_id}{global_id}"
     )
+    scope = environ.get(_ENV_LOG_SCOPE)  # oslo.log's formatters add the caller's context
+    if isinstance(scope, contextvars.Context):
+        scope.run(guard_log.log_redacted, ACCESS_LOG, logging.INFO, message)
+    else:
+        guard_log.log_redacted(ACCESS_LOG, logging.INFO, message)
 
 
 #: An answer before it is sent: status line, header list, the body read.
 _Answer = tuple[str, list[tuple[str, str]], list[bytes]]
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower()
+_ENV_LOG_SCOPE = "guard.log_scope"
 
 
 def _error(error: exception.GuardError, request_id: str) -> _Answer:
