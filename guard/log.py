@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from guard import logpatterns as patterns
-from guard.logrecords import make_record
+from guard.logrecords import make_record, redact_around
 
 LOG = logging.getLogger(__name__)
 
@@ -144,6 +144,8 @@ def _is_short_secret_name(name: str) -> bool:
 
 
 _EMPTY_SCOPE = _Scope((), ())
+_scopes: dict[tuple[Any, ...], _Scope] = {}
+_MAX_SCOPES, _SCOPE_KEY_CHARS = 1024, 1024
 _scope: contextvars.ContextVar[_Scope] = contextvars.ContextVar(
     "guard_log_scope", default=_EMPTY_SCOPE
 )
@@ -361,16 +363,13 @@ _FILTER = RedactingFilter()
 def log_redacted(logger: logging.Logger, level: int, message: str) -> None:
     """Log ``message``, composed by guard of parts already safe, without a second pass.
 
-    For guard's own line-per-request logs (the access line, the decision
-    log): every part of ``message`` is a fingerprint, a number, a fixed word,
-    a request id checked against its pattern, or text its caller passed
-    through :func:`redact`. The record is marked as redacted, as the filter
-    marks a record it has done, so the handlers' filter does not scan the
-    whole line again; it is made without ``findCaller``'s walk of the stack,
-    and from a per-thread template (:func:`guard.logrecords.make_record`).
-    Measured need: the scan and the walk cost about half of the two lines'
-    40 us budget a request (guard.tools.bench.logfilter), the standard
-    record's constructor a quarter of the rest.
+    For guard's own line-per-request logs (the access line, the decision log):
+    every part of ``message`` is a fingerprint, a number, a fixed word, a
+    request id checked against its pattern, or text passed through
+    :func:`redact`. The record is marked as redacted, so the handlers' filter
+    does not scan it again, made without ``findCaller``'s walk of the stack,
+    from a per-thread template (:func:`guard.logrecords.make_record`). Measured
+    need: the scan and the walk were half of the two lines' 40 us budget.
     """
     if not logger.isEnabledFor(level):
         return
@@ -416,34 +415,9 @@ def _format(self: logging.Handler, record: logging.LogRecord) -> str:
     plain = formatter is None or type(formatter) is logging.Formatter
     if not plain and _carries_filter(self):
         if record.__dict__.get(_MARK) == _OWN_LINE:
-            return _redact_around(text, record.__dict__.get("message"))
+            return redact_around(text, record.__dict__.get("message"), redact)
         text = redact(text)
     return text
-
-
-def _redact_around(text: str, message: object) -> str:
-    """``redact(text)`` where ``text`` holds ``message``, one of guard's own lines, whole.
-
-    Measured need: the second pass over oslo.log's output cost a line about
-    as much as oslo.log's formatter itself, half of it on the message, which
-    is already safe. So the text before and after the message is redacted
-    and the message is not, when whitespace (or the text's start or end)
-    separates them: then no id or token can run across the edges, and no
-    secret's key can sit in the message with its value outside it (guard's
-    lines end with a request id, a fingerprint or ``}``, never a key).
-    Otherwise the whole text is redacted.
-    """
-    if isinstance(message, str) and message:
-        start = text.rfind(message)
-        end = start + len(message)
-        if (
-            start >= 0
-            and (start == 0 or text[start - 1].isspace())
-            and (end == len(text) or text[end].isspace())
-        ):
-            before, after = text[:start], text[end:]
-            return (redact(before) if before else "") + message + (redact(after) if after else "")
-    return redact(text)
 
 
 def install(key: bytes | str | None = None) -> RedactingFilter:
@@ -493,8 +467,28 @@ def request_scope(values: Mapping[str, object] | Iterable[str]) -> Iterator[None
     which becomes its fingerprint (never shown, as for a token). Scopes nest;
     a ContextVar keeps threads and tasks apart.
     """
-    token = _scope.set(_scope.get().merged(values))
+    token = _scope.set(_merged(_scope.get(), values))
     try:
         yield
     finally:
         _scope.reset(token)
+
+
+def _merged(current: _Scope, values: Mapping[str, object] | Iterable[str]) -> _Scope:
+    """``current.merged(values)``; a first scope from a small dict is kept and reused.
+
+    Measured need: two scopes a request cost 6 us, and one caller's values repeat.
+    """
+    if current is not _EMPTY_SCOPE or type(values) is not dict:
+        return current.merged(values)
+    try:
+        scope = _scopes.get(key := tuple(values.items()))
+    except TypeError:  # an unhashable value
+        return current.merged(values)
+    if scope is None:
+        scope = current.merged(values)
+        if len(repr(key)) <= _SCOPE_KEY_CHARS:  # bounded in bytes: only small scopes
+            if len(_scopes) >= _MAX_SCOPES:
+                _scopes.clear()
+            _scopes[key] = scope
+    return scope

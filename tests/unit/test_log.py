@@ -324,6 +324,30 @@ def test_request_scope_scrubs_its_values_by_value(logger: logging.Logger) -> Non
     ]
 
 
+def test_a_reused_request_scope_scrubs_as_a_fresh_one_and_the_reuse_is_bounded() -> None:
+    """Scopes from the same values are kept and reused: the same values, the same
+    scrubbing; other values, their own; and the kept scopes stay few and small."""
+    values = {"auth_token": "opaque-tok", "user_name": "alice", "project_id": "p1"}
+    text = "alice of p1 sent opaque-tok"
+    seen = []
+    for _ in range(3):
+        with guard_log.request_scope(dict(values)):
+            seen.append(guard_log.redact(text))
+    with guard_log.request_scope({**values, "user_name": "bob"}):
+        other = guard_log.redact(text)
+    fingerprint = guard_log.fingerprint
+    expected = f"{fingerprint('alice')} of {fingerprint('p1')} sent ***"
+    assert seen == [expected] * 3
+    assert other == f"alice of {fingerprint('p1')} sent ***"
+    for number in range(3 * guard_log._MAX_SCOPES):
+        with guard_log.request_scope({"user_id": f"u{number}"}):
+            pass
+    assert 0 < len(guard_log._scopes) <= guard_log._MAX_SCOPES
+    with guard_log.request_scope({"user_id": "u1", "auth_token": "t" * 2000}):
+        pass
+    assert all(len(repr(key)) <= guard_log._SCOPE_KEY_CHARS for key in guard_log._scopes)
+
+
 def test_request_scope_with_a_list_fingerprints_every_value(logger: logging.Logger) -> None:
     with guard_log.request_scope(["opaque-tok", "alice"]), guard_log.request_scope({"x": "p1"}):
         logger.info("opaque-tok alice p1")
@@ -473,7 +497,7 @@ def test_stdlib_only_module(module: str, allowed: int) -> None:
         guard_imports
         == [
             "from guard import logpatterns as patterns\n",
-            "from guard.logrecords import make_record\n",
+            "from guard.logrecords import make_record, redact_around\n",
         ][:allowed]
     )
 

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from guard import log as guard_log
+from guard import logrecords
 from tests.fixtures.logleak import find_leaks
 
 # Secret values: distinctive, so finding one in the output means it leaked;
@@ -286,7 +287,7 @@ def test_the_second_pass_around_guards_own_lines_misses_nothing_the_whole_pass_f
         + " ".join(piece.text for piece in after)
     )
     whole = guard_log.redact(text)
-    around = guard_log._redact_around(text, message)
+    around = logrecords.redact_around(text, message, guard_log.redact)
     for piece in [*before, *after]:
         for raw in piece.raw:
             assert raw in whole or raw not in around, (raw, around)
