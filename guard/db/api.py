@@ -92,6 +92,20 @@ _MYSQL_RETRYABLE_ERRNOS = frozenset({1205, 1213, 1020})
 MYSQL_BACKENDS = frozenset({"mysql", "mariadb"})
 
 
+class _RowsWithheld(logging.Filter):
+    """SQLAlchemy's DEBUG line of each fetched row, with the row's values withheld."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Row %r":
+            record.msg, record.args = "Row (values withheld)", ()
+        return True
+
+
+_ROWS_WITHHELD = _RowsWithheld()
+# The logger of every engine made without ``echo`` (guard never sets it).
+_ENGINE_LOG = logging.getLogger("sqlalchemy.engine.Engine")
+
+
 def create_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url``: ``sqlite:///file``, ``postgresql[+psycopg]://``
     or ``mysql[+pymysql]://`` (``mariadb[+pymysql]://``).
@@ -105,8 +119,11 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     # Statement parameters are ids (uuids, keystone ids of any shape, another
     # project's filter): SQLAlchemy's statement log (on whenever a logging
     # configuration sets its logger to INFO) and its error texts leave them
-    # out, as no pattern could find a non-hex id in them.
+    # out, as no pattern could find a non-hex id in them; its row log (DEBUG)
+    # likewise.
     kwargs.setdefault("hide_parameters", True)
+    if _ROWS_WITHHELD not in _ENGINE_LOG.filters:
+        _ENGINE_LOG.addFilter(_ROWS_WITHHELD)
     if backend == "sqlite":
         return _create_sqlite_engine(parsed, **kwargs)
     if backend == "postgresql":

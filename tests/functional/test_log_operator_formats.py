@@ -4,7 +4,8 @@ oslo.log's JSON formatter (``log_config_append`` with a ``logging.conf``, the
 usual choice for a log collector) writes the thread's current context whole
 into every line: the caller's ids and names included, the access line's too.
 A root logger at INFO also turns on SQLAlchemy's statement log, whose
-parameters are ids of any shape. A client may spell an identity parameter
+parameters are ids of any shape, and at DEBUG its row log (another project's
+ids, listed by an admin). A client may spell an identity parameter
 percent-encoded (``project%5Fid``), which the API decodes. No raw id or name
 may reach the file any of these ways; the checks are plain substring tests.
 """
@@ -16,8 +17,19 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.pgcluster import free_port
 from tests.functional.processes import guard, serving_url, stop
+
+
+def _put(url: str, headers: dict[str, str], body: dict[str, object]) -> int:
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method="PUT", headers={**headers, "Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
 
 
 def _get(url: str, headers: dict[str, str]) -> int:
@@ -29,14 +41,15 @@ def _get(url: str, headers: dict[str, str]) -> int:
         return error.code
 
 
-def test_json_formatter_lines_carry_no_raw_id_or_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_json_formatter_lines_carry_no_raw_id_or_name(tmp_path: Path, level: str) -> None:
     home = tmp_path / "home"
     home.mkdir()
     log_file = tmp_path / "guard.json.log"
     logging_conf = tmp_path / "logging.conf"
     logging_conf.write_text(
         "[loggers]\nkeys = root\n[handlers]\nkeys = file\n[formatters]\nkeys = json\n"
-        "[logger_root]\nlevel = INFO\nhandlers = file\n"
+        f"[logger_root]\nlevel = {level}\nhandlers = file\n"
         f"[handler_file]\nclass = FileHandler\nargs = ({str(log_file)!r},)\nformatter = json\n"
         "[formatter_json]\nclass = oslo_log.formatters.JSONFormatter\n"
     )
@@ -53,6 +66,7 @@ def test_json_formatter_lines_carry_no_raw_id_or_name(tmp_path: Path) -> None:
     user, project = f"ldap-user-{tag}", f"ldap-project-{tag}"
     user_name, project_name = f"alice.smith.{tag}", f"finance.team.{tag}"
     numeric_project = f"4711{int(tag, 16)}"
+    other_project, other_user = f"other-project-{tag}", f"other-user-{tag}"
     headers = {
         "X-Identity-Status": "Confirmed",
         "X-User-Id": user,
@@ -61,6 +75,8 @@ def test_json_formatter_lines_carry_no_raw_id_or_name(tmp_path: Path) -> None:
         "X-Project-Name": project_name,
         "X-Roles": "member,reader",
     }
+    admin = {**headers, "X-Roles": "admin,member,reader"}
+    body = {"project_id": other_project, "user_id": other_user, "consumer_generation": None}
     process = guard(home, "serve", "--config-file", str(conf))
     try:
         url = serving_url(process)
@@ -68,13 +84,24 @@ def test_json_formatter_lines_carry_no_raw_id_or_name(tmp_path: Path) -> None:
         assert _get(f"{url}/consumers/{uuid.uuid4()}", headers) == 404
         # The API reads project%5Fid as project_id: its value is an id.
         assert _get(f"{url}/consumers?project%5Fid={numeric_project}&limit=5", headers) == 200
+        # An admin writes and reads another project's row: SQL parameters and rows.
+        assert _put(f"{url}/consumers/{uuid.uuid4()}", admin, body) == 201
+        assert _get(f"{url}/consumers", admin) == 200
     finally:
         stop(process)
     lines = log_file.read_text().splitlines()
     access = [json.loads(line) for line in lines if '"guard.access"' in line]
-    assert len(access) == 3, lines[-5:]
+    assert len(access) == 5, lines[-5:]
     assert all(line["context"]["request_id"].startswith("req-") for line in access)
-    assert "limit=5" in access[-1]["message"]  # the API's own numbers stay readable
+    assert "limit=5" in access[2]["message"]  # the API's own numbers stay readable
     text = "\n".join(lines)
-    for raw in (user, project, user_name, project_name, numeric_project):
+    for raw in (
+        user,
+        project,
+        user_name,
+        project_name,
+        numeric_project,
+        other_project,
+        other_user,
+    ):
         assert raw not in text, [line for line in lines if raw in line][:2]
