@@ -348,3 +348,18 @@ def test_another_fault_is_unavailable_naming_nothing_and_the_connection_stays_fi
         assert_writes_still_roll_back(engine)
     finally:
         engine.dispose()
+
+
+def test_an_exhausted_pool_is_unavailable_and_the_pool_recovers(database_url: str):
+    migration.upgrade(database_url)
+    engine = api.create_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=0.3)
+    try:
+        consumer = next_consumer()
+        store(engine, consumer)
+        with engine.connect() as held:  # the pool's only connection
+            held.exec_driver_sql("SELECT 1")
+            with pytest.raises(exception.Unavailable):
+                db.find_one(engine, consumer.uuid)
+        assert db.find_one(engine, consumer.uuid) == consumer
+    finally:
+        engine.dispose()
