@@ -17,6 +17,7 @@ import os
 import tempfile
 import uuid as uuidlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -361,5 +362,25 @@ def test_an_exhausted_pool_is_unavailable_and_the_pool_recovers(database_url: st
             with pytest.raises(exception.Unavailable):
                 db.find_one(engine, consumer.uuid)
         assert db.find_one(engine, consumer.uuid) == consumer
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_reads_share_a_small_pool_and_return_every_connection(database_url: str):
+    """Eight threads reading through a pool of two: every read answers, none is leaked."""
+    migration.upgrade(database_url)
+    engine = api.create_engine(database_url, pool_size=2, max_overflow=0, pool_timeout=20)
+    try:
+        consumer = next_consumer()
+        store(engine, consumer)
+        missing = str(uuidlib.uuid4())
+
+        def reads(_: int) -> list[db.Consumer | None]:
+            return [db.find_one(engine, u) for u in (consumer.uuid, missing) * 25]
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = [answer for batch in pool.map(reads, range(8)) for answer in batch]
+        assert answers == [consumer, None] * 25 * 8
+        assert engine.pool.checkedout() == 0
     finally:
         engine.dispose()
