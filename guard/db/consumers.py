@@ -166,12 +166,12 @@ def transact(
 def find_one(engine: Engine, uuid: str) -> Consumer | None:
     """Consumer ``uuid``, or ``None``: one SELECT in a connection of its own.
 
-    On the pool's DBAPI connection (:mod:`guard.db.prepared`: a quarter of the
-    cost of a ``Connection``), with the retries and errors of
+    On the pool's DBAPI connection (:mod:`guard.db.prepared`: about a third of
+    the cost of a ``Connection``), with the retries and errors of
     :func:`guard.db.api.run_in_transaction`; through a ``Connection`` when the
-    engine has event listeners, which must see the statement.
+    engine has event listeners or its statement log on (they must see it).
     """
-    if prepared.bypasses_listeners(engine):
+    if prepared.needs_connection(engine):
         return transact(engine, lambda conn: find(conn, uuid), write=False, single_statement=True)
     row = db_api.run_read(lambda: _PREPARED_BY_UUID.first(engine, {"uuid": uuid}))
     return None if row is None else _to_consumer(row)

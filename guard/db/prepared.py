@@ -29,8 +29,10 @@ DBAPI cursor costs about 15 us with the pool's checkout and checkin
   retries (:func:`guard.db.api.run_read`) behave as for a ``Connection``.
 
 An engine with connection event listeners (statement tracing, tests that
-record SQL) must see every statement: :func:`bypasses_listeners` says when
-the caller must take the ``Connection`` path instead.
+record SQL) or with its statement log on (``echo``, or the
+``sqlalchemy.engine`` logger at INFO) must see every statement:
+:func:`needs_connection` says when the caller must take the ``Connection``
+path instead.
 
 Three of SQLAlchemy's internals are used as ``Connection`` uses them: the
 engine's and dialect's ``_has_events`` flags and ``Pool._invalidate``.
@@ -41,6 +43,7 @@ so a SQLAlchemy upgrade that changes them fails there, not in service.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -67,16 +70,19 @@ _DIALECT_EVENTS: Final = tuple(
 )
 
 
-def bypasses_listeners(engine: Engine) -> bool:
-    """Whether a :class:`PreparedRead` on ``engine`` would skip an event listener.
+def needs_connection(engine: Engine) -> bool:
+    """Whether a read on ``engine`` must go through a ``Connection`` to be seen.
 
     ``Connection`` and dialect events (``before_cursor_execute``,
-    ``handle_error``, ...) fire only on a ``Connection``. SQLAlchemy's own
-    flags say at once that an engine never had such a listener (the common
-    case); once set, they stay set after a listener is removed, so the
-    listeners are then looked at. Pool events (``connect``, ``checkout``)
-    fire on both paths.
+    ``handle_error``, ...) fire only on a ``Connection``, and only a
+    ``Connection`` writes SQLAlchemy's statement log. SQLAlchemy's own flags
+    say at once that an engine never had such a listener (the common case);
+    once set, they stay set after a listener is removed, so the listeners
+    are then looked at. Pool events (``connect``, ``checkout``) fire on both
+    paths.
     """
+    if engine.logger.isEnabledFor(logging.INFO):
+        return True
     if not (engine._has_events or engine.dialect._has_events):
         return False
     return any(getattr(engine.dispatch, name) for name in _CONNECTION_EVENTS) or any(

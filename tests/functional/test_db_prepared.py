@@ -85,7 +85,7 @@ CONSUMERS = st.builds(
 def test_the_prepared_read_answers_what_a_connection_answers(
     engine: Engine, consumer: db.Consumer, missing: str
 ):
-    assert not prepared.bypasses_listeners(engine)  # the prepared path is the one tested
+    assert not prepared.needs_connection(engine)  # the prepared path is the one tested
     consumer = dataclasses.replace(consumer, uuid=str(uuidlib.uuid4()))
     store(engine, consumer)
     found = db.find_one(engine, consumer.uuid)
@@ -109,24 +109,39 @@ def test_listeners_see_the_read_through_a_connection(engine: Engine):
 
     sqlalchemy.event.listen(engine, "before_cursor_execute", record)
     try:
-        assert prepared.bypasses_listeners(engine)
+        assert prepared.needs_connection(engine)
         assert db.find_one(engine, consumer.uuid) == consumer
     finally:
         sqlalchemy.event.remove(engine, "before_cursor_execute", record)
     assert [s for s in statements if "FROM consumers" in s] == [
         db._PREPARED_BY_UUID.statement.compile(dialect=engine.dialect).string
     ]
-    assert not prepared.bypasses_listeners(engine)  # removed: the prepared path again
+    assert not prepared.needs_connection(engine)  # removed: the prepared path again
 
     def on_error(context: Any) -> None:
         """A dialect-level listener: it too must see a failing read."""
 
     sqlalchemy.event.listen(engine, "handle_error", on_error)
     try:
-        assert prepared.bypasses_listeners(engine)
+        assert prepared.needs_connection(engine)
     finally:
         sqlalchemy.event.remove(engine, "handle_error", on_error)
-    assert not prepared.bypasses_listeners(engine)
+    assert not prepared.needs_connection(engine)
+
+
+def test_the_statement_log_sees_the_read_through_a_connection(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+):
+    """SQLAlchemy's statement log (echo, or its logger at INFO) is written by a Connection."""
+    consumer = next_consumer()
+    store(engine, consumer)
+    assert not prepared.needs_connection(engine)
+    with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+        assert prepared.needs_connection(engine)
+        assert db.find_one(engine, consumer.uuid) == consumer
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("sqlalchemy.engine")]
+    assert any("LEFT OUTER JOIN consumer_types" in message for message in logged)
+    assert not prepared.needs_connection(engine)
 
 
 def test_a_read_of_a_statement_with_a_fixed_value_is_refused(engine: Engine):
