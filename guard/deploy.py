@@ -17,6 +17,8 @@ PasteDeploy factory of the API for ``api-paste.ini``.
 from __future__ import annotations
 
 import functools
+import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from guard import audit, policy
 from guard import conf as guard_conf
+from guard import log as guard_log
 from guard.api import healthcheck
 from guard.api.app import make_app
 from guard.db import api as db_api
@@ -226,6 +229,29 @@ def authtoken_filter_factory(global_conf: dict[str, str], **local_conf: str) -> 
     return _filter
 
 
+class _IdentityLine(logging.Filter):
+    """auth_token's DEBUG line that names the caller, with the caller's ids fingerprinted.
+
+    ``Received request from user: user_id X, project_id Y, roles ...`` is
+    logged before the guard middleware knows the caller, so the ids are not
+    scrubbed by value, and keystone ids need not be hex (LDAP users), which
+    no redaction pattern finds.
+    """
+
+    _IDS = re.compile(r"(\b(?:user|project)_id )([^\s,]+)")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Received request from %s" and isinstance(record.args, tuple):
+            record.args = tuple(
+                self._IDS.sub(lambda m: m.group(1) + guard_log.fingerprint(m.group(2)), str(arg))
+                for arg in record.args
+            )
+        return True
+
+
+_IDENTITY_LINE = _IdentityLine()
+
+
 class AuthTokenWithRequestIds:
     """keystonemiddleware's ``auth_token`` with this request's ids in its log lines.
 
@@ -239,6 +265,10 @@ class AuthTokenWithRequestIds:
 
     def __init__(self, protocol: WSGIApp) -> None:
         self.protocol = protocol
+        log = getattr(protocol, "log", None)
+        log = getattr(log, "logger", log)  # oslo.log's adapter, as auth_token makes it
+        if isinstance(log, logging.Logger) and _IDENTITY_LINE not in log.filters:
+            log.addFilter(_IDENTITY_LINE)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         anonymous_context(environ).update_store()
