@@ -3,10 +3,11 @@
 Written for a measured need, beside SQLAlchemy rather than instead of it.
 A guarded ``get`` is one SELECT of a consumer with its owners. Run through
 ``Connection.execute`` (Connection construction, cache-key generation, an
-execution context, a ``CursorResult``) it cost 75% of the whole guarded
-get: about 50 us of 53 on a SQLite file, where the same SQL on the pooled
-DBAPI cursor costs about 15 us with the pool's checkout and checkin
-(measured in process, CPU time, with ``guard.tools.bench.repository``).
+execution context, a ``CursorResult``) it cost three quarters of the whole
+guarded get, about 40 us of 53 on a SQLite file (cProfile: 74%); the same
+SQL on the pooled DBAPI cursor costs 15-18 us with the pool's checkout and
+checkin, and the guarded get went from 0.66x a plain engine's Core select
+to 1.4x (in process, with ``guard.tools.bench.repository``'s get lines).
 
 :class:`PreparedRead` keeps what matters of SQLAlchemy and skips the rest:
 
