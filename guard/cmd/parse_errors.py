@@ -6,9 +6,10 @@ header, a header block over its limit. Its own answer is plain text without a
 request id, so a client that logs ``X-Openstack-Request-Id`` (or parses the
 error body, as every other error of guard's allows) gets neither. These
 classes make ``guard serve`` answer them as the guard middleware answers any
-error: the contract's JSON error of that status (an unlisted 4xx as
+error: the contract's JSON error of that status (an unlisted 4xx, such as
+waitress's 431 for a header block over its limit, as a 400
 ``guard.invalid_input``), with a fresh request id in the body and the header.
-waitress's own choice of status and of closing the connection is kept.
+waitress's choice of closing the connection is kept.
 """
 
 from __future__ import annotations
