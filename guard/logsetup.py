@@ -16,7 +16,10 @@ guard's filter owns its own logging; they only install the filter.
 
 from __future__ import annotations
 
+import logging
+
 from oslo_config import cfg
+from oslo_log import handlers as oslo_handlers
 from oslo_log import log as oslo_log
 
 from guard import conf as guard_conf
@@ -29,6 +32,13 @@ def setup(conf: cfg.ConfigOpts) -> None:
     guard_log.install(conf.guard.fingerprint_key)
     oslo_log.setup(conf, guard_conf.PROJECT, guard_conf.version())
     guard_log.install(conf.guard.fingerprint_key)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, oslo_handlers.OSJournalHandler):
+            # use_journal: oslo.log's handler sends the caller's project id,
+            # user id and names as journal fields, read raw from the record
+            # after its formatter set them from the context (no filter sees
+            # them). Only the request id, readable anyway, stays a field.
+            handler.custom_fields = ("request_id",)  # type: ignore[assignment]
 
 
 def set_level(conf: cfg.ConfigOpts, level: str) -> None:
