@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import MutableMapping
 from typing import Any, Protocol
 
 from oslo_context import context as oslo_context
@@ -72,21 +71,6 @@ def generate_request_id() -> str:
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
     return f"req-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-class _PolicyValues(oslo_context._DeprecatedPolicyValues):
-    """oslo.context's policy values, whose items are read as one dict's.
-
-    oslo.policy copies a context's values into its credentials through
-    ``items()``, which oslo.context's mapping serves key by key through an
-    abstract base class (measured: half the cost of a decision). With no
-    deprecated key added (reading one warns) the items are the dict's own.
-    """
-
-    def items(self) -> Any:
-        if not self._deprecated:
-            return self._data.items()
-        return super().items()
 
 
 class Authorizer(Protocol):
@@ -152,15 +136,6 @@ class RequestContext(oslo_context.RequestContext):
         if not allowed and fatal:
             raise exception.Forbidden()
         return allowed
-
-    def to_policy_values(self) -> MutableMapping[str, Any]:
-        """oslo.context's policy values, in a mapping that is cheaper to copy."""
-        stock = super().to_policy_values()
-        if not isinstance(stock, oslo_context._DeprecatedPolicyValues):
-            return stock  # a mapping of another kind, from a class between: as it is
-        values = _PolicyValues(stock._data)
-        values._deprecated = stock._deprecated
-        return values
 
     def to_dict(self) -> dict[str, Any]:
         """Return the context as a dict, with the caller's tokens masked.

@@ -39,6 +39,8 @@ from guard.policy.tracked import TrackedRules
 from guard.policy.validate import rule_set_problems
 
 LOG = logging.getLogger(__name__)
+_OSLO_CONTEXT_CREDS = policy.Enforcer._map_context_attributes_into_creds
+_PolicyValues = context._DeprecatedPolicyValues
 
 
 def _source_name(path: str) -> str:
@@ -357,9 +359,22 @@ class Enforcer(policy.Enforcer):
             raise policy.PolicyNotRegistered(rule)
         return self._decide(snapshot, rule, target, creds, do_raise, exc, args, kwargs)
 
+    def _context_creds(self, ctx: context.RequestContext) -> MutableMapping[str, Any]:
+        """oslo's ``_map_context_attributes_into_creds(ctx)`` as one dict copy (the same dict).
+
+        oslo copies key by key through an abstract base class: half of a decision on a
+        context (guard.tools.bench.policy). Where the result may differ (the method
+        overridden or replaced, other values, deprecated keys whose reads warn) it is called.
+        """
+        if type(self)._map_context_attributes_into_creds is _OSLO_CONTEXT_CREDS:
+            values = ctx.to_policy_values()
+            if type(values) is _PolicyValues and not values._deprecated:
+                return dict(values._data)
+        return self._map_context_attributes_into_creds(ctx)
+
     def _creds_dict(self, creds: _checks.CredsT) -> MutableMapping[str, Any]:
         if isinstance(creds, context.RequestContext):
-            creds_dict = self._map_context_attributes_into_creds(creds)
+            creds_dict = self._context_creds(creds)
         elif isinstance(creds, MutableMapping):
             creds_dict = creds
         else:

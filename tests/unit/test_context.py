@@ -3,7 +3,6 @@
 import os
 import re
 import uuid
-import warnings
 
 import pytest
 from hypothesis import given, settings
@@ -133,30 +132,3 @@ def test_a_forked_child_draws_its_own_request_ids() -> None:
     parent = {generate_request_id() for _ in range(3)}
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(child) == 3 and not child & parent
-
-
-# -- policy values: oslo.context's, cheaper to copy ---------------------------------
-
-
-class _ServiceContext(RequestContext):
-    """A service's context that adds a deprecated key, as nova's once added ``tenant``."""
-
-    def to_policy_values(self):
-        values = super().to_policy_values()
-        values["tenant"] = self.project_id
-        return values
-
-
-@pytest.mark.parametrize("cls", [RequestContext, _ServiceContext])
-def test_policy_values_copy_as_oslo_contexts_do(cls) -> None:
-    ctx = cls(user_id="u", project_id="p", roles=["reader"], system_scope=None, overwrite=False)
-    stock = oslo_context.RequestContext.to_policy_values(ctx)
-    if cls is _ServiceContext:
-        stock["tenant"] = "p"
-    with warnings.catch_warnings(record=True) as warned:
-        warnings.simplefilter("always")
-        copied = dict(ctx.to_policy_values().items())
-    assert copied == {k: stock[k] for k in stock}
-    assert isinstance(ctx.to_policy_values(), type(stock))
-    # Reading a deprecated key warns, as with oslo.context's own mapping.
-    assert [w.category for w in warned] == ([DeprecationWarning] if cls is _ServiceContext else [])

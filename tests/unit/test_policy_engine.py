@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from oslo_config import cfg
 from oslo_context import context
@@ -239,3 +241,53 @@ def test_check_string_validation(check_str, valid):
     assert (check_string_problem(check_str) is None) is valid
     if valid:  # what guard accepts, oslo.policy parses to the same tree
         assert str(policy.RuleDefault("x", check_str).check) != "!" or check_str == "!"
+
+
+class _ContextWithDeprecatedValue(context.RequestContext):
+    """A service's context that adds a deprecated key, as nova's once added ``tenant``."""
+
+    def to_policy_values(self):
+        values = super().to_policy_values()
+        values["tenant"] = self.project_id
+        return values
+
+
+@pytest.mark.parametrize(
+    "ctx",
+    [
+        context.RequestContext(user_id="u1", project_id="p1", roles=["reader"], overwrite=False),
+        context.RequestContext(system_scope="all", roles=["admin"], overwrite=False),
+        _ContextWithDeprecatedValue(user_id="u", project_id="p", overwrite=False),
+    ],
+)
+def test_credentials_from_a_context_are_oslo_policys(enforcer, ctx):
+    """The same dict as oslo's mapping; deprecated keys still warn when read, as in oslo."""
+    stock = policy.Enforcer._map_context_attributes_into_creds(enforcer, ctx)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        ours = enforcer._creds_dict(ctx)
+    assert ours == {**stock, **({"system": "all"} if stock["system_scope"] else {})}
+    assert [w.category for w in warned] == [DeprecationWarning] * ("tenant" in stock)
+
+
+def test_a_replaced_or_overridden_context_mapping_is_called(enforcer, monkeypatch):
+    """The copy is oslo's method's result; a service's own method (or a patch) is honoured."""
+    calls = []
+
+    def mapping(self, ctx):
+        calls.append(ctx)
+        return {"roles": ["admin"], "project_id": "px"}
+
+    ctx = context.RequestContext(user_id="u1", project_id="p1", roles=[], overwrite=False)
+    assert not enforcer.authorize("guard:consumers:show", TARGET, ctx)
+    monkeypatch.setattr(policy.Enforcer, "_map_context_attributes_into_creds", mapping)
+    assert enforcer.authorize("guard:consumers:show", TARGET, ctx)
+    monkeypatch.undo()
+
+    class ServiceEnforcer(Enforcer):
+        _map_context_attributes_into_creds = mapping
+
+    service = make_enforcer(new_conf())
+    service.__class__ = ServiceEnforcer
+    assert service.authorize("guard:consumers:show", TARGET, ctx)
+    assert calls == [ctx, ctx]
