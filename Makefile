@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8778
 PYTEST_WORKERS ?= 2
+SYSTEMD_PYTHON_VERSION := 235
 # The oldest oslo.policy pyproject.toml allows: installed beside the newest, for
 # tests/unit/test_oslo_floor.py (the differential test and oslo's suite on it).
 OSLO_POLICY_FLOOR := $(shell sed -n 's/.*"oslo\.policy>=\([0-9.]*\)".*/\1/p' pyproject.toml)
@@ -25,6 +26,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/pip install --quiet --upgrade --no-deps \
 		--target $(VENV)/oslo-policy-floor/$(OSLO_POLICY_FLOOR) oslo.policy==$(OSLO_POLICY_FLOOR)
+	# oslo.log's journal handler ([DEFAULT] use_journal) needs systemd's bindings, built
+	# against libsystemd: installed where they can be (.ci/run makes sure they can).
+	if pkg-config --exists libsystemd 2>/dev/null; then \
+		$(BIN)/pip install --quiet systemd-python==$(SYSTEMD_PYTHON_VERSION); fi
 	touch $(STAMP)
 
 install: $(STAMP)
