@@ -40,7 +40,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any, Protocol
 
@@ -395,15 +395,7 @@ class DecisionLog:
             return "null"
         if type(value) is not str:
             value = str(value)
-        cache = self._texts
-        done = cache.get(value)
-        if done is None:
-            done = encode_basestring_ascii(redact(value))
-            if len(value) <= _CACHED_TEXT_LEN:
-                if len(cache) >= _MAX_CACHED_TEXTS:
-                    cache.clear()
-                cache[value] = done
-        return done
+        return _cached_json(self._texts, value, redact)
 
     def _json_id(self, value: Any) -> str:
         """The JSON of an id's fingerprint (``null`` for none)."""
@@ -413,15 +405,7 @@ class DecisionLog:
             return encode_basestring_ascii(value.text)
         if type(value) is not str:
             value = str(value)
-        cache = self._ids
-        done = cache.get(value)
-        if done is None:
-            done = encode_basestring_ascii(fingerprint(value))
-            if len(value) <= _CACHED_TEXT_LEN:
-                if len(cache) >= _MAX_CACHED_TEXTS:
-                    cache.clear()
-                cache[value] = done
-        return done
+        return _cached_json(self._ids, value, fingerprint)
 
     def _json_roles(self, roles: tuple[str, ...] | list[Any]) -> str:
         """The JSON list of the roles, each redacted (cached for short tuples)."""
@@ -445,6 +429,22 @@ def _json_request_id(value: Any) -> str:
     if _REQUEST_ID_RE.fullmatch(text):
         return f'"{text}"'  # req-, hex digits and dashes: nothing to escape
     return encode_basestring_ascii(redact(text))
+
+
+def _cached_json(cache: dict[str, str], value: str, safe: Callable[[str], str]) -> str:
+    """The JSON string of ``safe(value)``, cached by ``value`` when it is short.
+
+    Bounded in bytes whatever clients send: only short values are kept, and
+    at most :data:`_MAX_CACHED_TEXTS` of them.
+    """
+    done = cache.get(value)
+    if done is None:
+        done = encode_basestring_ascii(safe(value))
+        if len(value) <= _CACHED_TEXT_LEN:
+            if len(cache) >= _MAX_CACHED_TEXTS:
+                cache.clear()
+            cache[value] = done
+    return done
 
 
 def list_branch(filter_kind: str, rule_label: str | None) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from keystonemiddleware import fixture as ksm_fixture
 
 from tests.fixtures.mariadb import MariaDBServer, MariaDBUnavailable
 from tests.fixtures.pgcluster import PostgresCluster, PostgresUnavailable
@@ -123,3 +124,17 @@ def module_backend(request: pytest.FixtureRequest) -> str:
 def module_database_url(request: pytest.FixtureRequest, module_backend: str) -> str:
     """A fresh, empty database shared by one module's tests, once per backend."""
     return new_database(request, module_backend)
+
+
+@pytest.fixture
+def tokens() -> Iterator[ksm_fixture.AuthTokenFixture]:
+    """keystonemiddleware's stand-in for keystone: the tokens ``add_token_data`` makes valid.
+
+    The real ``auth_token`` validates tokens against it in process.
+    """
+    fixture = ksm_fixture.AuthTokenFixture()
+    fixture.setUp()
+    try:
+        yield fixture
+    finally:
+        fixture.cleanUp()

@@ -25,16 +25,6 @@ from guard import deploy
 
 
 @pytest.fixture
-def tokens() -> Iterator[ksm_fixture.AuthTokenFixture]:
-    fixture = ksm_fixture.AuthTokenFixture()
-    fixture.setUp()
-    try:
-        yield fixture
-    finally:
-        fixture.cleanUp()
-
-
-@pytest.fixture
 def debug_output() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

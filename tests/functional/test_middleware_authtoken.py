@@ -29,16 +29,6 @@ from tests.functional.support import REQUEST_ID_RE, check_error, unique
 PASTE_INI = Path(__file__).resolve().parents[2] / "etc" / "guard" / "api-paste.ini"
 
 
-@pytest.fixture
-def tokens() -> Iterator[ksm_fixture.AuthTokenFixture]:
-    fixture = ksm_fixture.AuthTokenFixture()
-    fixture.setUp()
-    try:
-        yield fixture
-    finally:
-        fixture.cleanUp()
-
-
 KEYSTONE = "https://keystone.example/identity"
 
 

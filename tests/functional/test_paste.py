@@ -62,16 +62,6 @@ def expected_fingerprint(value: str) -> str:
     return f"<id:{digest.hexdigest()[:8]}>"
 
 
-@pytest.fixture
-def keystone() -> ksm_fixture.AuthTokenFixture:
-    fixture = ksm_fixture.AuthTokenFixture()
-    fixture.setUp()
-    try:
-        yield fixture
-    finally:
-        fixture.cleanUp()
-
-
 def test_main_answers_anonymous_callers_401_json(tmp_path: Path, sqlite_url: str) -> None:
     migration.upgrade(sqlite_url)
     app = load("main", write_guard_conf(tmp_path, sqlite_url))
@@ -86,11 +76,11 @@ def test_main_answers_anonymous_callers_401_json(tmp_path: Path, sqlite_url: str
 
 
 def test_main_serves_a_valid_token(
-    tmp_path: Path, sqlite_url: str, keystone: ksm_fixture.AuthTokenFixture
+    tmp_path: Path, sqlite_url: str, tokens: ksm_fixture.AuthTokenFixture
 ) -> None:
     migration.upgrade(sqlite_url)
     token = uuid.uuid4().hex
-    keystone.add_token_data(
+    tokens.add_token_data(
         token_id=token,
         user_id=uuid.uuid4().hex,
         project_id=uuid.uuid4().hex,

@@ -446,8 +446,8 @@ def test_the_shipped_logging_conf_loads_and_redacts(
     assert value not in out + err
 
 
-@pytest.mark.usefixtures("isolated_install")
-def test_oslo_log_output_is_redacted_context_and_error_summary_too(tmp_path: Path) -> None:
+def _oslo_log_to_file(tmp_path: Path, **overrides: object) -> Path:
+    """oslo.log set up as guard's services set it up, to a file; guard's filter installed."""
     from oslo_config import cfg
     from oslo_log import log as oslo_log
 
@@ -457,9 +457,18 @@ def test_oslo_log_output_is_redacted_context_and_error_summary_too(tmp_path: Pat
     log_file = tmp_path / "guard.log"
     conf.set_override("log_file", str(log_file))
     conf.set_override("default_log_levels", [])
-    conf.set_override("debug", True)
+    for name, value in overrides.items():
+        conf.set_override(name, value)
     guard_log.install()
     oslo_log.setup(conf, "guard")
+    return log_file
+
+
+@pytest.mark.usefixtures("isolated_install")
+def test_oslo_log_output_is_redacted_context_and_error_summary_too(tmp_path: Path) -> None:
+    from oslo_log import log as oslo_log
+
+    log_file = _oslo_log_to_file(tmp_path, debug=True)
     lg = oslo_log.getLogger("guard.test.oslo")
     user, project, consumer = (str(uuid.uuid4()) for _ in range(3))
     context = oslo_context.RequestContext(
@@ -514,18 +523,8 @@ def test_stdlib_only_module(module: str, allowed: int) -> None:
 def test_guards_own_lines_through_oslo_log_keep_the_line_and_redact_the_context(
     tmp_path: Path, line_format: str
 ) -> None:
-    from oslo_config import cfg
-    from oslo_log import log as oslo_log
 
-    conf = cfg.ConfigOpts()
-    oslo_log.register_options(conf)
-    conf([], project="guard")
-    log_file = tmp_path / "guard.log"
-    conf.set_override("log_file", str(log_file))
-    conf.set_override("default_log_levels", [])
-    conf.set_override("logging_context_format_string", line_format)
-    guard_log.install()
-    oslo_log.setup(conf, "guard")
+    log_file = _oslo_log_to_file(tmp_path, logging_context_format_string=line_format)
     user, project, consumer = (str(uuid.uuid4()) for _ in range(3))
     previous = oslo_context.get_current()
     # The thread's current context, as the middleware makes each request's.
