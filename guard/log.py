@@ -44,6 +44,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from guard import logpatterns as patterns
+from guard.logrecords import OWN_LINE as _OWN_LINE
+from guard.logrecords import OWN_LINE_MARK as _MARK
 from guard.logrecords import make_record, redact_around
 
 LOG = logging.getLogger(__name__)
@@ -60,9 +62,6 @@ _QUOTE_STARTS = frozenset("\"'\\b")
 # Texts longer than this look for their hints with substring tests.
 _LONG_TEXT = 512
 _KEY_OPTION = "[guard] fingerprint_key"
-_MARK = "_guard_redacted"
-# The mark's value on guard's own lines (log_redacted), whose text is known.
-_OWN_LINE = "own line"
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", _MARK}
 _PLAIN_RECORD_SIZE = len(logging.makeLogRecord({}).__dict__)
 _MAX_DEPTH = 20
@@ -415,6 +414,8 @@ def _format(self: logging.Handler, record: logging.LogRecord) -> str:
     plain = formatter is None or type(formatter) is logging.Formatter
     if not plain and _carries_filter(self):
         if record.__dict__.get(_MARK) == _OWN_LINE:
+            if getattr(formatter, "redacts_own_lines", False):  # guard.logformat's
+                return text
             return redact_around(text, record.__dict__.get("message"), redact)
         text = redact(text)
     return text

@@ -102,6 +102,11 @@ HEX_RUN = re.compile(r"[0-9a-fA-F]{8}")
 HEX_ID_RE = re.compile(r"[0-9a-fA-F-]{32,}+")
 
 
+def has_hint(text: str) -> bool:
+    """Whether ``text`` holds a word after which redaction would mask a value."""
+    return ANY_HINT.search(text.lower()) is not None
+
+
 def masked_like(value: str, key_quote: str | None) -> str:
     """``***`` quoted as the value was (or as its key was), so JSON stays JSON."""
     if value.startswith('\\"'):

@@ -42,6 +42,9 @@ from typing import Any
 
 # At most this many call sites a thread keeps templates for (guard has two).
 _MAX_TEMPLATES = 64
+#: The attribute, and its value, that mark a record as one of guard's own lines
+#: (guard.log.log_redacted's: composed of safe parts, not to be redacted again).
+OWN_LINE_MARK, OWN_LINE = "_guard_redacted", "own line"
 _NS_PER_S = 1_000_000_000
 _NS_PER_MS = 1_000_000
 
@@ -140,6 +143,11 @@ def _task_name() -> str | None:
     except Exception:  # no running loop in this thread
         return None
     return task.get_name() if task is not None else None
+
+
+def is_own_line(record: logging.LogRecord) -> bool:
+    """Whether ``record`` is one of guard's own lines."""
+    return record.__dict__.get(OWN_LINE_MARK) == OWN_LINE
 
 
 def redact_around(text: str, message: object, redact: Callable[[str], str]) -> str:

@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 
 from oslo_config import cfg
+from oslo_log import formatters as oslo_formatters
 from oslo_log import handlers as oslo_handlers
 from oslo_log import log as oslo_log
 
 from guard import conf as guard_conf
 from guard import log as guard_log
+from guard import logformat
 
 
 def setup(conf: cfg.ConfigOpts) -> None:
@@ -32,6 +34,10 @@ def setup(conf: cfg.ConfigOpts) -> None:
     guard_log.install(conf.guard.fingerprint_key)
     oslo_log.setup(conf, guard_conf.PROJECT, guard_conf.version())
     guard_log.install(conf.guard.fingerprint_key)
+    for handler in _every_handler():
+        if type(handler.formatter) is oslo_formatters.ContextFormatter:
+            # The same text, guard's own lines made cheaply (guard.logformat).
+            handler.setFormatter(logformat.ContextFormatter.like(handler.formatter))
     for handler in logging.getLogger().handlers:
         if isinstance(handler, oslo_handlers.OSJournalHandler):
             # use_journal: oslo.log's handler sends the caller's project id,
@@ -39,6 +45,16 @@ def setup(conf: cfg.ConfigOpts) -> None:
             # after its formatter set them from the context (no filter sees
             # them). Only the request id, readable anyway, stays a field.
             handler.custom_fields = ("request_id",)  # type: ignore[assignment]
+
+
+def _every_handler() -> list[logging.Handler]:
+    """The handlers of the root logger and of every other logger (a logging.conf's too)."""
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in list(logging.Logger.manager.loggerDict.values())
+        if isinstance(logger, logging.Logger)
+    ]
+    return list({id(handler): handler for lg in loggers for handler in lg.handlers}.values())
 
 
 def set_level(conf: cfg.ConfigOpts, level: str) -> None:

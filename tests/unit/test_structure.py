@@ -26,7 +26,7 @@ LAYERS = (
     ("guard.policy", "guard.policies"),
     ("guard.db",),
     ("guard.audit",),
-    ("guard.logsetup", "guard.log", "guard.logpatterns", "guard.logrecords"),
+    ("guard.logsetup", "guard.logformat", "guard.log", "guard.logpatterns", "guard.logrecords"),
     ("guard.context",),
     ("guard.conf",),
     ("guard.validation", "guard.exception"),
