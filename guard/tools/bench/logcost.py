@@ -14,9 +14,9 @@ the rounds; the spread shows the rounds):
 * **through oslo.log's handler**: the two lines alone, as in the pipeline
   benchmark's ``logging per request`` line, but through the handler ``guard
   serve`` sets up by default (:func:`guard.logsetup.setup`: oslo.log's stream
-  handler and ContextFormatter, with guard's filter and the second redaction
-  of a non-standard formatter's output), against the same request with the
-  logs off.
+  handler, with guard's filter and guard's ContextFormatter, which writes
+  oslo's text and redacts what the context adds), against the same request
+  with the logs off.
 
 The pipeline benchmark's ``logging per request`` line is the same two lines
 through a plain stream handler, in a tight loop.
@@ -224,7 +224,7 @@ def through_oslo_log(seconds: float, rounds: int = ROUNDS) -> BenchResult:
             seconds,
             rounds,
             "logging per request through oslo.log's handler",
-            "both lines, ContextFormatter + second redaction pass (CPU)",
+            "both lines, oslo.log's stream handler and guard's ContextFormatter (CPU)",
         )
 
 
