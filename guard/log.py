@@ -210,6 +210,11 @@ def fingerprint(value: str) -> str:
     return (_fingerprinter or _current_fingerprinter())(value)
 
 
+def fingerprinter() -> Fingerprinter:
+    """The fingerprinter in use: a new one when the key changes (caches of fingerprints)."""
+    return _fingerprinter or _current_fingerprinter()
+
+
 def _replace(match: re.Match[str]) -> str:
     """The masked text for one secret match; each alternative is a named group."""
     kind = match.lastgroup

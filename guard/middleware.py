@@ -15,7 +15,7 @@ application. For each request it
   answering it with the generic 500; oslo.middleware's ``catch_errors`` is
   not used because it logs request bodies unredacted;
 - writes one access log line on ``guard.access`` at INFO, with the path's
-  ids fingerprinted.
+  ids fingerprinted (:mod:`guard.accesslog`).
 
 :class:`SizeLimit` takes the place of oslo.middleware's ``sizelimit`` in
 guard's pipelines (see its docstring for why), and :class:`RequestId` that of
@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -42,6 +41,13 @@ from oslo_middleware import sizelimit
 from guard import conf as guard_conf
 from guard import exception, policy
 from guard import log as guard_log
+from guard.accesslog import (
+    ENV_LOG_SCOPE,
+    REQUEST_ID_RE,
+    log_access,
+    loggable_method,
+    loggable_target,
+)
 from guard.api.environ import (
     ENV_AUTHENTICATED,
     ENV_CONTEXT,
@@ -54,32 +60,11 @@ from guard.context import Authorizer, RequestContext, generate_request_id
 from guard.policy.paths import resolve_policy_file
 
 LOG = logging.getLogger(__name__)
-ACCESS_LOG = logging.getLogger("guard.access")
 
 REQUEST_ID_HEADER = "X-Openstack-Request-Id"
 PUBLIC_PATHS = frozenset({"/", "/healthcheck"})
-# The contract's pattern of an inbound global request id (oslo's, matched whole).
-_GLOBAL_REQUEST_ID_RE = re.compile(r"req-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
-# A path segment logged as it is: a route word of guard's or of any service
-# the filter is pasted in front of (``consumers``, ``v2.1``, ``os-hypervisors``).
-# A segment that is id-shaped (a run of 8 hex digits: uuids dashed or not,
-# keystone ids; or digits only) or not word-shaped (percent-decoded junk,
-# long probes) is fingerprinted, so no id reaches the access log raw.
-_ROUTE_WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9._~-]{0,63}")
-_ID_SHAPED_RE = re.compile(r"[0-9a-fA-F]{8}")
-_route_word = _ROUTE_WORD_RE.fullmatch
-_id_shaped = _ID_SHAPED_RE.search
-# Query parameter names the API defines, logged as they are (values are not).
-_QUERY_NAMES = frozenset(
-    {"project_id", "user_id", "consumer_type", "limit", "marker", "consumer_generation"}
-)
-# Parameters whose plain-number values stay readable: the API's but the ids',
-# spelled exactly (``project%5Fid`` is ``project_id`` to the API: an id).
-_NUMBER_PARAMS = _QUERY_NAMES - {"project_id", "user_id"}
 # URLs longer than this bypass the standard library's urlsplit cache.
 _CACHED_URL_LEN = 2048
-_METHOD_RE = re.compile(r"[A-Z]{1,16}")
-_DIGITS_RE = re.compile(r"[0-9]{1,20}")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -129,7 +114,7 @@ def _request_ids(environ: dict[str, Any]) -> dict[str, str | None]:
         # Checked again whoever set it: the contract's pattern, matched whole.
         "global_request_id": (
             global_request_id
-            if global_request_id and _GLOBAL_REQUEST_ID_RE.fullmatch(global_request_id)
+            if global_request_id and REQUEST_ID_RE.fullmatch(global_request_id)
             else None
         ),
     }
@@ -145,41 +130,8 @@ def ensure_request_ids(environ: dict[str, Any]) -> None:
         return
     environ[ENV_REQUEST_ID] = generate_request_id()
     inbound = environ.get("HTTP_X_OPENSTACK_REQUEST_ID", "")
-    if _GLOBAL_REQUEST_ID_RE.fullmatch(inbound):
+    if REQUEST_ID_RE.fullmatch(inbound):
         environ[oslo_request_id.GLOBAL_REQ_ID] = inbound
-
-
-def loggable_target(path: str, query: str) -> str:
-    """The path and query with every id, value and unknown word fingerprinted.
-
-    Only route words (of guard's API or of any service the filter wraps), the
-    API's parameter names and plain numbers as values of its non-identity
-    parameters (limits, generations) stay readable; any other value is
-    fingerprinted, numbers too.
-    ``path`` and ``query`` may be raw (undecoded) WSGI strings: they are only
-    split and hashed, never decoded here.
-    """
-    fingerprint = guard_log.fingerprint
-    # A segment is logged as it is when it is a route word (see _ROUTE_WORD_RE),
-    # else as its fingerprint; inline, as the access line runs per request.
-    logged = "/".join(
-        [
-            segment
-            if not segment or (_route_word(segment) and not _id_shaped(segment))
-            else fingerprint(segment)
-            for segment in path.split("/")
-        ]
-    )
-    if not query:
-        return logged
-    pairs = []
-    for pair in query.split("&"):
-        name, _, value = pair.partition("=")
-        readable = name in _NUMBER_PARAMS and _DIGITS_RE.fullmatch(value)
-        safe_value = value if readable else guard_log.fingerprint(value)
-        safe_name = name if name in _QUERY_NAMES else guard_log.fingerprint(name)
-        pairs.append(f"{safe_name}={safe_value}")
-    return f"{logged}?{'&'.join(pairs)}"
 
 
 def undecodable(environ: dict[str, Any]) -> bool:
@@ -298,7 +250,7 @@ class GuardMiddleware:
         if not authenticated and environ.get("PATH_INFO", "") not in PUBLIC_PATHS:
             return _error(exception.Unauthorized(), request_id)
         with guard_log.request_scope(_scrub_values(context)):
-            environ[_ENV_LOG_SCOPE] = contextvars.copy_context()  # for the access line
+            environ[ENV_LOG_SCOPE] = contextvars.copy_context()  # for the access line
             try:
                 # The body is read here, so an error raised while the
                 # wrapped app's iterator runs is answered like any other.
@@ -315,46 +267,9 @@ class GuardMiddleware:
         return status, headers, body
 
 
-def log_access(
-    environ: dict[str, Any],
-    status: str,
-    headers: list[tuple[str, str]],
-    body: list[bytes],
-    started: float,
-    request_id: str,
-) -> None:
-    """Write the access line of one answered request (``guard.access``, INFO)."""
-    if not ACCESS_LOG.isEnabledFor(logging.INFO):
-        return
-    length = _content_length(headers)
-    if length is None:
-        length = sum(len(chunk) for chunk in body)
-    # Every part is a checked method, a fingerprinted target, a number or
-    # a request id of the contract's pattern: logged as redacted.
-    if not _GLOBAL_REQUEST_ID_RE.fullmatch(request_id):
-        request_id = guard_log.fingerprint(request_id)
-    # The caller's global request id too (the context's, checked against
-    # the contract's pattern), so one request can be followed across
-    # services whatever the log format.
-    global_request_id = getattr(environ.get(ENV_CONTEXT), "global_request_id", None)
-    global_id = f" global {global_request_id}" if global_request_id else ""
-    elapsed_us = int((time.perf_counter() - started) * 1_000_000)
-    message = (
-        f"{_method(environ)} "
-        f"{loggable_target(environ.get('PATH_INFO', ''), environ.get('QUERY_STRING', ''))} "
-        f"{status[:3]} {length} bytes {elapsed_us} us {request_id}{global_id}"
-    )
-    scope = environ.get(_ENV_LOG_SCOPE)  # oslo.log's formatters add the caller's context
-    if isinstance(scope, contextvars.Context):
-        scope.run(guard_log.log_redacted, ACCESS_LOG, logging.INFO, message)
-    else:
-        guard_log.log_redacted(ACCESS_LOG, logging.INFO, message)
-
-
 #: An answer before it is sent: status line, header list, the body read.
 _Answer = tuple[str, list[tuple[str, str]], list[bytes]]
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower()
-_ENV_LOG_SCOPE = "guard.log_scope"
 
 
 def _error(error: exception.GuardError, request_id: str) -> _Answer:
@@ -365,20 +280,9 @@ def _error(error: exception.GuardError, request_id: str) -> _Answer:
 def _unexpected(environ: dict[str, Any], request_id: str) -> _Answer:
     """Log the exception being handled (redacted) and answer the generic 500."""
     path = loggable_target(environ.get("PATH_INFO", ""), "")
-    LOG.exception("Unexpected error answering %s %s (%s)", _method(environ), path, request_id)
+    method = loggable_method(environ)
+    LOG.exception("Unexpected error answering %s %s (%s)", method, path, request_id)
     return _error(exception.Internal(), request_id)
-
-
-def _method(environ: dict[str, Any]) -> str:
-    method = environ.get("REQUEST_METHOD", "")
-    return method if _METHOD_RE.fullmatch(method) else "?"
-
-
-def _content_length(headers: list[tuple[str, str]]) -> int | None:
-    for name, value in headers:
-        if name.lower() == "content-length":
-            return int(value) if _DIGITS_RE.fullmatch(value) else None
-    return None
 
 
 def _call_buffered(application: WSGIApp, environ: dict[str, Any]) -> _Answer:
@@ -427,7 +331,7 @@ class RequestId(oslo_request_id.RequestId):
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         inbound = environ.get("HTTP_X_OPENSTACK_REQUEST_ID", "")
-        if _GLOBAL_REQUEST_ID_RE.fullmatch(inbound):
+        if REQUEST_ID_RE.fullmatch(inbound):
             environ[oslo_request_id.GLOBAL_REQ_ID] = inbound
         request_id = generate_request_id()
         environ[ENV_REQUEST_ID] = request_id

@@ -21,8 +21,8 @@ import webob.exc
 import webtest
 from oslo_config import cfg
 
+from guard import accesslog, exception, middleware
 from guard import conf as guard_conf
-from guard import exception, middleware
 from guard import log as guard_log
 from guard.api.environ import ENV_AUTHENTICATED, ENV_CONTEXT, ENV_MAX_BODY_SIZE
 from guard.policy import make_enforcer
@@ -469,7 +469,7 @@ def test_log_lines_carry_the_request_id_of_their_own_request(enforcer: Any) -> N
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatters.ContextFormatter(config=guard_conf.load()))
-    loggers = [logging.getLogger("guard.tests.inner"), middleware.ACCESS_LOG]
+    loggers = [logging.getLogger("guard.tests.inner"), accesslog.ACCESS_LOG]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.addHandler(handler)
