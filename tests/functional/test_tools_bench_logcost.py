@@ -18,7 +18,8 @@ def test_the_logging_cost_is_measured_in_place_and_through_oslo_log() -> None:
     handlers = list(root.handlers)
     results = logcost.run(quick=True, rounds=2)
     assert [result.name for result in results] == [
-        "logging per request in place: GET /consumers/{uuid}, SQLite",
+        "logging per request in place, a stream handler: GET /consumers/{uuid}, SQLite",
+        "logging per request in place, oslo.log's handler: GET /consumers/{uuid}, SQLite",
         "logging per request through oslo.log's handler",
     ]
     for result in results:

@@ -6,11 +6,13 @@ batch), logs on against logs off in finely alternating batches (the median of
 the rounds; the spread shows the rounds):
 
 * **in place**: ``GET /consumers/{uuid}`` through the whole ``trusted``
-  pipeline on SQLite, with both logs on (a stream handler with guard's filter,
-  as :mod:`guard.tools.bench.pipeline` sets it up) against the same pipeline
-  with both off (``guard`` loggers at WARNING and no decision log): what the
-  two lines cost where they run, among everything else a request does
-  (measured, about twice their cost in a tight loop);
+  pipeline on SQLite, with both logs on against the same pipeline with both
+  off (``guard`` loggers at WARNING and no decision log): what the two lines
+  cost where they run, among everything else a request does (measured,
+  about twice their cost in a tight loop); once through a stream handler
+  with guard's filter (as :mod:`guard.tools.bench.pipeline` sets it up, and
+  ``etc/guard/logging.conf``), once through ``guard serve``'s default
+  logging (below);
 * **through oslo.log's handler**: the two lines alone, as in the pipeline
   benchmark's ``logging per request`` line, but through the handler ``guard
   serve`` sets up by default (:func:`guard.logsetup.setup`: oslo.log's stream
@@ -123,10 +125,15 @@ def _paired_cost(
     )
 
 
-def in_place(seconds: float, rounds: int = ROUNDS) -> BenchResult:
-    """The two lines' cost inside the whole pipeline (logs on vs off), SQLite."""
+def in_place(seconds: float, rounds: int = ROUNDS, *, through_oslo: bool = False) -> BenchResult:
+    """The two lines' cost inside the whole pipeline (logs on vs off), SQLite.
+
+    Through a plain stream handler, or ``through_oslo`` (``guard serve``'s default).
+    """
+    setup = _logging_like_oslo() if through_oslo else pipeline.logging_like_guard_serve()
+    handler = "oslo.log's handler" if through_oslo else "a stream handler"
     with (
-        pipeline.logging_like_guard_serve(),
+        setup,
         tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp,
         deployment(f"sqlite:///{Path(tmp) / 'guard.sqlite'}") as services,
     ):
@@ -138,7 +145,7 @@ def in_place(seconds: float, rounds: int = ROUNDS) -> BenchResult:
             services,
             seconds,
             rounds,
-            "logging per request in place: GET /consumers/{uuid}, SQLite",
+            f"logging per request in place, {handler}: GET /consumers/{{uuid}}, SQLite",
             "whole pipeline, logs on - logs off (CPU)",
         )
 
@@ -231,7 +238,11 @@ def through_oslo_log(seconds: float, rounds: int = ROUNDS) -> BenchResult:
 def run(quick: bool = False, rounds: int = ROUNDS) -> list[BenchResult]:
     """Both lines' cost in place and through oslo.log's handler; see the module docstring."""
     seconds = 0.1 if quick else 0.3
-    return [in_place(seconds, rounds), through_oslo_log(seconds, rounds)]
+    return [
+        in_place(seconds, rounds),
+        in_place(seconds, rounds, through_oslo=True),
+        through_oslo_log(seconds, rounds),
+    ]
 
 
 if __name__ == "__main__":
