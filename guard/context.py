@@ -29,6 +29,18 @@ _HEADER_RANKS: dict[str, tuple[str, int]] = {
 _CONTEXT_HEADERS = frozenset(_HEADER_RANKS)
 
 
+def forget_current() -> None:
+    """Leave this thread without a current oslo.context context.
+
+    oslo.context keeps the last context a thread stored, and oslo.log's
+    formatters put its ids and names on every later line of that thread
+    logged without a context of its own: after a request, the last caller's
+    (raw once the request's redaction scope has closed). oslo.context has no
+    public way to clear it.
+    """
+    oslo_context._request_store.__dict__.pop("context", None)
+
+
 class _RandomBytes:
     """Random bytes from the OS, drawn a page at a time.
 

@@ -57,6 +57,7 @@ from guard.api.environ import (
 )
 from guard.api.errors import error_for_status, error_response
 from guard.context import Authorizer, RequestContext, generate_request_id
+from guard.context import forget_current as forget_current_context
 from guard.policy.paths import resolve_policy_file
 
 LOG = logging.getLogger(__name__)
@@ -230,6 +231,8 @@ class GuardMiddleware:
             log_access(environ, status, headers, body, started, request_id)
         except Exception:  # a log sink never fails a request
             LOG.debug("The access log failed", exc_info=True)
+        # The caller's ids and names must not label the thread's later lines.
+        forget_current_context()
         start_response(status, headers)
         return body
 

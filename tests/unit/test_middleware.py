@@ -495,3 +495,30 @@ def test_log_lines_carry_the_request_id_of_their_own_request(enforcer: Any) -> N
         # The inner app's line (not reached for the undecodable path), then the access line.
         expected += [request_id] * (1 if response.status_int == 400 else 2)
     assert [match.group(1) for match in bracketed if match] == expected
+
+
+@pytest.mark.usefixtures("isolated_install")
+def test_the_callers_context_does_not_outlive_the_request(app: webtest.TestApp) -> None:
+    """A later line of the thread (a server's, a library's) carries no caller's name or id.
+
+    oslo.log's JSON formatter writes the thread's current context whole; the
+    request's redaction scope has closed by then.
+    """
+    from oslo_context import context as oslo_context
+    from oslo_log import formatters as oslo_formatters
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(oslo_formatters.JSONFormatter())
+    later = logging.getLogger("guard.test.after_the_request")
+    later.addHandler(handler)
+    later.propagate = False
+    guard_log.install()
+    name = "alice-" + uuid.uuid4().hex[:6].replace("0", "g")
+    app.get("/consumers", headers={**CONFIRMED, "X-User-Name": name, "X-User-Id": "alice"})
+    later.warning("Client disconnected")
+    handler.flush()
+    line = stream.getvalue()
+    assert "Client disconnected" in line
+    assert name not in line and '"alice"' not in line
+    assert oslo_context.get_current() is None
