@@ -30,6 +30,7 @@ oslo.log's setup made; an operator's ``logging.conf`` may name it too
 
 from __future__ import annotations
 
+import copy
 import datetime
 import logging
 import re
@@ -62,6 +63,7 @@ _CONVERSION = re.compile(
 _MAX_PLANS = 64
 _REQUEST_ID = re.compile(r"req-" + logpatterns.REQUEST_ID_RE.pattern, re.IGNORECASE)
 _REQUEST_ID_LEN = 40
+_REQUEST_ID_KEYS = frozenset({"request_id", "global_request_id"})
 
 
 def _same(value: Any) -> Any:
@@ -69,11 +71,45 @@ def _same(value: Any) -> Any:
 
 
 def _safe(value: Any) -> str:
-    """``value`` as ``%s`` shows it, redacted (a request id is kept as redaction keeps it)."""
-    shown = value if type(value) is str else str(value)
-    if len(shown) == _REQUEST_ID_LEN and _REQUEST_ID.fullmatch(shown):
-        return shown  # what operators search for; redaction would keep it too
-    return guard_log.redact(shown)
+    """``value`` as ``%s`` shows it, redacted."""
+    return guard_log.redact(value if type(value) is str else str(value))
+
+
+def _is_request_id(key: str, value: Any) -> bool:
+    """Whether ``value`` is the context's request id of guard's shape (kept as it is).
+
+    What operators search for, and redaction keeps it too. Only under the
+    request id keys: a user id that reads like a request id is still the
+    user's id, scrubbed by value (guard.log.request_scope).
+    """
+    return (
+        key in _REQUEST_ID_KEYS
+        and type(value) is str
+        and len(value) == _REQUEST_ID_LEN
+        and _REQUEST_ID.fullmatch(value) is not None
+    )
+
+
+def _redacted_value(name: str, value: Any) -> Any:
+    """A context's value for oslo's code: text and lists of texts redacted, request ids kept."""
+    if type(value) is str:
+        return value if _is_request_id(name, value) else _safe(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_safe_kept(item) for item in value)
+    return value
+
+
+def _safe_kept(value: Any) -> Any:
+    """:func:`_safe`, but a value that is not text and that redaction leaves alone is kept.
+
+    For the user identity format, whose conversions are the operator's: a
+    ``%(is_admin)d`` or ``%(roles)r`` then shows what oslo's shows.
+    """
+    if type(value) is str:
+        return _safe(value)
+    shown = str(value)
+    redacted = _safe(shown)
+    return value if redacted == shown else redacted
 
 
 @dataclass(frozen=True)
@@ -125,7 +161,7 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plans: dict[str, _Plan] = {}
-        self._identity_keys: tuple[str, tuple[str, ...]] = ("", ())
+        self._identity_keys: tuple[str, tuple[str, ...] | None] = ("", ())
         self._second: tuple[Any, ...] = ()
         self._zone: tuple[Any, ...] = ()
 
@@ -147,8 +183,36 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
             return super().format(record)
         text = self._format_own_line(record)
         if text is None:
-            text = redact_around(super().format(record), record.message, guard_log.redact)
+            text = redact_around(self._format_redacted(record), record.message, guard_log.redact)
         return text
+
+    def _format_redacted(self, record: logging.LogRecord) -> str:
+        """oslo's text of ``record``, its context's values redacted each on its own first.
+
+        Redacting only the whole text would miss a name glued to a word or
+        an id in the operator's format (a value the request registered is
+        scrubbed only where it is not part of a longer word).
+        """
+        attrs = record.__dict__
+        had_context = "context" in attrs
+        context = attrs["context"] if had_context else oslo_context.get_current()
+        if isinstance(context, oslo_context.RequestContext):
+            shown: Any = copy.copy(context)
+            for name, value in vars(shown).items():
+                if isinstance(value, (str, list, tuple)) and value:
+                    setattr(shown, name, _redacted_value(name, value))
+        elif isinstance(context, dict):
+            shown = {name: _redacted_value(name, value) for name, value in context.items()}
+        else:
+            return super().format(record)
+        attrs["context"] = shown
+        try:
+            return super().format(record)
+        finally:
+            if had_context:
+                attrs["context"] = context
+            else:
+                del attrs["context"]
 
     def _format_own_line(self, record: logging.LogRecord) -> str | None:
         """What oslo's ``format`` writes for guard's own line, redacted; None when not covered."""
@@ -199,7 +263,7 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         else:
             fmt = option(conf, "logging_default_format_string")
         plan = self._plan(fmt)
-        if not plan.fits:
+        if not fmt or not plan.fits:  # an empty format is the stdlib's "%(message)s"
             return None
         attrs["error_summary"] = "-" if plan.error_summary else ""
         self._compute_iso_time(record)
@@ -213,14 +277,18 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
                     return None
                 # Made again of redacted values: an id glued to a name in the
                 # operator's identity format is no bound for either.
-                redacted[key] = self._user_identity(identity_format, values, _safe) or ""
+                shown = self._user_identity(identity_format, values, _safe_kept)
+                if shown is None:  # a conversion that takes no redacted text: oslo's code
+                    return None
+                redacted[key] = shown
             elif key in _NOT_GUARDS or (key in values and key not in _SET_AFTER_CONTEXT):
                 value = attrs.get(key)
                 if value is None:
                     continue
                 if not alone:
                     return None
-                redacted[key] = _safe(value)
+                if not _is_request_id(key, value):
+                    redacted[key] = _safe(value)
         try:
             return fmt % ({**attrs, **redacted} if redacted else attrs)
         except (KeyError, TypeError, ValueError):  # oslo's code reports it its way
@@ -240,13 +308,19 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
     ) -> str | None:
         """``identity_format % _ReplaceFalseValue(values)`` as oslo's: false values become "-".
 
-        ``shown`` is applied to each value first.
+        ``shown`` is applied to each value first. None when oslo's would
+        raise, or when a conversion takes no key (it would show the whole
+        context).
         """
         fmt, keys = self._identity_keys
         if fmt != identity_format:
-            matches = _CONVERSION.finditer(identity_format)
-            keys = tuple(match.group("key") or "" for match in matches)
+            matches = list(_CONVERSION.finditer(identity_format))
+            unkeyed = any(m.group("key") is None and not m.group("percent") for m in matches)
+            keyed = tuple(m.group("key") for m in matches if m.group("key") is not None)
+            keys = None if unkeyed else keyed
             self._identity_keys = (identity_format, keys)
+        if keys is None:
+            return None
         try:
             return identity_format % {key: shown(values.get(key) or "-") for key in keys}
         except (KeyError, TypeError, ValueError):
@@ -254,7 +328,7 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """The stdlib's text, computed once a second (it has no finer part)."""
-        if datefmt is None:  # the stdlib appends milliseconds
+        if not datefmt:  # the stdlib's default format, with milliseconds
             return super().formatTime(record, datefmt)
         key = (int(record.created), datefmt, self.converter, time.timezone, time.altzone)
         second = self._second

@@ -41,9 +41,14 @@ FIELDS = (
     "%(user)r", "%(levelno)d", "%(system_scope)s", "%(lineno)d",
 )  # fmt: skip
 SEPARATORS = (" ", " [", "] ", ": ", "-", "", " x ", "%%")
-IDENTITY_FIELDS = (
+IDENTITY_TEXT_FIELDS = (
     "%(user)s", "%(project)s", "%(domain)s", "%(system_scope)s", "%(user_domain)s",
     "%(project_domain)s", "%(user_name)s", "%(project_name)s",
+)  # fmt: skip
+# And values that are not text: oslo's shows the value itself (its number, its
+# repr), not its text; %d of a false value ("-") raises in oslo's as in guard's.
+IDENTITY_FIELDS = (
+    *IDENTITY_TEXT_FIELDS, "%(is_admin)d", "%(is_admin_project)i", "%(roles)r", "%(read_only)s",
 )  # fmt: skip
 
 
@@ -204,6 +209,61 @@ def test_guards_and_oslos_default_formats_take_the_one_pass_path(
 
 @pytest.mark.usefixtures("thread_context")
 @pytest.mark.parametrize(
+    ("context_format", "identity_format"),
+    [
+        ("", "%(user)s"),  # an empty format is the stdlib's "%(message)s"
+        ("[%(request_id)s %(user_identity)s] %(message)s", "%s"),  # the whole context
+        ("[%(request_id)s %(user_identity)s] %(message)s", "%(user)s %s %(is_admin)d"),
+        ("[%(request_id)s %(user_identity)s] %(message)s", "%(roles)r admin=%(is_admin)d"),
+    ],
+)
+def test_operator_formats_oslo_writes_in_its_own_way_are_written_so(
+    conf: cfg.ConfigOpts, context_format: str, identity_format: str
+) -> None:
+    conf.set_override("logging_context_format_string", context_format)
+    conf.set_override("logging_user_identity_format", identity_format)
+    oslo, guard = formatters(conf)
+    oslo_context.RequestContext(user_id="someone", roles=["reader"], is_admin=True, overwrite=True)
+    theirs, ours, their_record, our_record = both(oslo, guard, own_line("the line"))
+    assert ours == redact_around(theirs, "the line", guard_log.redact)
+    assert our_record["user_identity"] == their_record["user_identity"]
+
+
+@pytest.mark.usefixtures("thread_context")
+def test_an_empty_date_format_keeps_each_records_milliseconds(conf: cfg.ConfigOpts) -> None:
+    """``log_date_format =``: the stdlib's default time, with the record's milliseconds."""
+    conf.set_override("log_date_format", "")
+    conf.set_override("logging_default_format_string", "%(asctime)s %(message)s")
+    oslo, guard = formatters(conf)
+    set_context(None)
+    for at in (1796310000.1, 1796310000.7, 1796310000.95):
+        theirs, ours, _, _ = both(oslo, guard, own_line("tick", at=at))
+        assert ours == theirs
+
+
+@pytest.mark.usefixtures("thread_context", "isolated_install")
+def test_a_user_id_that_reads_like_a_request_id_is_scrubbed_as_the_users(
+    conf: cfg.ConfigOpts,
+) -> None:
+    """Values the request registered are scrubbed whatever their shape, as before."""
+    conf.set_override(
+        "logging_context_format_string", "[%(request_id)s %(user_identity)s] %(message)s"
+    )
+    conf.set_override("logging_user_identity_format", "%(user)s %(project)s")
+    _, guard = formatters(conf)
+    inner = str(uuid.uuid4())
+    user, request_id = f"req-{inner}", f"req-{uuid.uuid4()}"
+    oslo_context.RequestContext(
+        user_id=user, project_id="p", request_id=request_id, overwrite=True
+    )
+    with guard_log.request_scope({"user_id": user, "project_id": "p"}):
+        text = guard.format(own_line("the line"))
+    assert inner not in text
+    assert request_id in text  # a request id of its own stays readable
+
+
+@pytest.mark.usefixtures("thread_context")
+@pytest.mark.parametrize(
     ("context_format", "level", "context_extra"),
     [
         ("%(user)r %(message)s", logging.INFO, {}),  # a repr of a context value
@@ -215,16 +275,42 @@ def test_guards_and_oslos_default_formats_take_the_one_pass_path(
 def test_what_the_one_pass_path_does_not_cover_is_oslos_text_redacted(
     conf: cfg.ConfigOpts, context_format: str, level: int, context_extra: dict[str, str]
 ) -> None:
+    """oslo's text of the context with its values redacted, redacted around the line."""
     conf.set_override("logging_context_format_string", context_format)
     oslo, guard = formatters(conf)
-    user = str(uuid.uuid4())
-    context = oslo_context.RequestContext(user_id=user, overwrite=True, **context_extra)
-    assert context is oslo_context.get_current()
+    user, request_id = str(uuid.uuid4()), f"req-{uuid.uuid4()}"
+    extra = {"request_id": request_id, "overwrite": True, **context_extra}
     record = own_line("the line", level)
+    oslo_context.RequestContext(user_id=guard_log.fingerprint(user), **extra)  # type: ignore[arg-type]
+    theirs, _, _, _ = both(oslo, guard, record)
+    context = oslo_context.RequestContext(user_id=user, **extra)  # type: ignore[arg-type]
+    assert context is oslo_context.get_current()
     assert guard._format_own_line(copy.copy(record)) is None
-    theirs, ours, _, _ = both(oslo, guard, record)
+    _, ours, _, our_record = both(oslo, guard, record)
     assert ours == redact_around(theirs, "the line", guard_log.redact)
-    assert user in theirs and user not in ours
+    assert guard_log.fingerprint(user) in ours and user not in ours
+    assert "context" not in our_record
+
+
+@pytest.mark.usefixtures("thread_context", "isolated_install")
+def test_a_name_glued_to_another_value_is_redacted_in_oslos_text_too(
+    conf: cfg.ConfigOpts,
+) -> None:
+    """A format the one-pass path does not cover ("--" reads like a command line's
+    option): the caller's name, glued to an id, is scrubbed all the same."""
+    conf.set_override(
+        "logging_context_format_string", "-%(asctime)s-%(user_identity)s %(message)s"
+    )
+    conf.set_override("logging_user_identity_format", "%(project_domain)s%(user_name)s")
+    _, guard = formatters(conf)
+    oslo_context.RequestContext(
+        user_name="user-alice", project_domain_id=str(uuid.uuid4()), overwrite=True
+    )
+    record = own_line("the line")
+    assert guard._format_own_line(copy.copy(record)) is None
+    with guard_log.request_scope({"user_name": "user-alice"}):
+        text = guard.format(record)
+    assert "alice" not in text
 
 
 IDS = st.builds(lambda: str(uuid.uuid4())) | st.builds(lambda: uuid.uuid4().hex.upper())
@@ -236,7 +322,7 @@ IDS = st.builds(lambda: str(uuid.uuid4())) | st.builds(lambda: uuid.uuid4().hex.
 )
 @given(
     context_format=formats(),
-    identity_format=formats(IDENTITY_FIELDS),
+    identity_format=formats(IDENTITY_TEXT_FIELDS),
     values=contexts(IDS),
     name=st.text(alphabet="ghijklmnopqrstuvwxyz", min_size=6, max_size=10),
     token=st.text(alphabet="ABCDEFGHIJKLMNOP", min_size=12, max_size=20),
