@@ -9,7 +9,7 @@ the time afresh, and guard then redacted its whole output a second time,
 since the context values it adds may be raw ids.
 
 :class:`ContextFormatter` is oslo's class, and formats every record as
-oslo's does, with two changes that keep its text byte for byte:
+oslo's does, with three changes. Two keep its text byte for byte:
 
 * the time (``asctime``, ``isotime``) is computed once per second and time
   zone, not once per record;
@@ -22,6 +22,13 @@ oslo's does, with two changes that keep its text byte for byte:
   a dict context, a debug suffix, a ``%r`` of a context value, a secret's
   key in the format's own text) is formatted by oslo's code and redacted
   around the line as before.
+
+The third: oslo's code formats a copy of the context with each of its values
+redacted on its own (guard's lines it does not cover, and every other
+record, which guard.log's handler then redacts whole). Redacting only the
+whole text missed a caller's name glued to another value by the operator's
+format: a value a request registered is scrubbed only where it is not part
+of a longer word, and a hex id takes a name's leading hex letters with it.
 
 :func:`guard.logsetup.setup` puts it in place of the ContextFormatter
 oslo.log's setup made; an operator's ``logging.conf`` may name it too
@@ -178,9 +185,9 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         return made
 
     def format(self, record: logging.LogRecord) -> str:
-        """oslo's text of ``record``; of guard's own line, that text redacted."""
+        """oslo's text of ``record``, each context value redacted; guard's own line redacted."""
         if not is_own_line(record):
-            return super().format(record)
+            return self._format_redacted(record)  # and redacted whole by guard.log's handler
         text = self._format_own_line(record)
         if text is None:
             text = redact_around(self._format_redacted(record), record.message, guard_log.redact)

@@ -408,6 +408,39 @@ def test_times_are_oslos_across_seconds_folds_and_zones(conf: cfg.ConfigOpts, zo
         time.tzset()
 
 
+@pytest.mark.usefixtures("thread_context", "isolated_install")
+def test_other_lines_show_the_contexts_values_redacted_each_on_its_own(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    """Through oslo.log's handler as setup makes it: a name glued to an id is not shown."""
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    conf = guard_conf.load([])
+    conf.set_override("log_file", str(tmp_path / "guard.log"))  # type: ignore[operator]
+    conf.set_override("use_stderr", False)
+    conf.set_override(
+        "logging_context_format_string", "%(levelname)s [%(user_identity)s] %(message)s"
+    )
+    conf.set_override("logging_user_identity_format", "%(project_domain)s%(user_name)s")
+    try:
+        logsetup.setup(conf)
+        oslo_context.RequestContext(
+            user_name="alicename", project_domain_id=str(uuid.uuid4()), overwrite=True
+        )
+        with guard_log.request_scope({"user_name": "alicename"}):
+            logging.getLogger("sqlalchemy.engine.Engine").warning("BEGIN (implicit)")
+        for handler in root.handlers:
+            handler.flush()
+        text = (tmp_path / "guard.log").read_text()  # type: ignore[operator]
+    finally:
+        for handler in root.handlers:
+            if handler not in saved:
+                handler.close()
+        root.handlers = saved
+    assert "BEGIN (implicit)" in text
+    assert "licename" not in text
+
+
 def test_other_lines_are_oslos_text(conf: cfg.ConfigOpts) -> None:
     oslo, guard = formatters(conf)
     record = logging.makeLogRecord(
