@@ -15,6 +15,7 @@ from typing import Any
 from oslo_policy import _checks
 
 from guard.policy.compiler import branch_label, lookup_rule, token_scope
+from guard.policy.creds import creds_dict as make_creds
 from guard.policy.depth import MAX_DEPTH
 from guard.policy.snapshot import PolicySnapshot
 
@@ -157,7 +158,7 @@ def explain(
     enforcer: Any, snapshot: PolicySnapshot, action: str, target: Mapping[str, Any], creds: Any
 ) -> Explanation:
     """Explain ``action`` on ``target`` for ``creds`` under ``snapshot``."""
-    creds_dict = dict(enforcer._creds_dict(dict(creds) if isinstance(creds, Mapping) else creds))
+    creds_dict = dict(make_creds(enforcer, dict(creds) if isinstance(creds, Mapping) else creds))
     registered = snapshot.registered.get(action)
     if registered is not None and registered.scope_types:
         scope = token_scope(creds_dict)

@@ -12,6 +12,7 @@ from oslo_policy import _checks, policy
 from guard.log import fingerprint
 from guard.policies import InvalidDefaultsFile, list_rules, load_rule_defaults
 from guard.policy import Enforcer, make_enforcer
+from guard.policy.creds import creds_dict
 from guard.policy.validate import check_string_problem
 
 DESIGN_TABLE = {
@@ -265,7 +266,7 @@ def test_credentials_from_a_context_are_oslo_policys(enforcer, ctx):
     stock = policy.Enforcer._map_context_attributes_into_creds(enforcer, ctx)
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
-        ours = enforcer._creds_dict(ctx)
+        ours = creds_dict(enforcer, ctx)
     assert ours == {**stock, **({"system": "all"} if stock["system_scope"] else {})}
     assert [w.category for w in warned] == [DeprecationWarning] * ("tenant" in stock)
 

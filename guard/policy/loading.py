@@ -1,0 +1,163 @@
+"""guard's fail-closed loading of the policy files, the part of the Enforcer that reads them.
+
+After ``Enforcer.fail_closed()`` (``make_enforcer`` calls it for guard's
+service) the enforcer no longer loads files as oslo.policy does. On each
+poll of its :class:`~guard.policy.reload.PolicySource` it reads the files
+itself, validates them whole (:func:`~guard.policy.validate.rule_set_problems`)
+and only then builds the next rule set; a refused, missing or empty file keeps
+the last good rules and says why in ``last_reload_error``.
+
+This is a base class of :class:`guard.policy.enforcer.Enforcer` and not
+meant to be used alone: it works on the state the Enforcer keeps (its
+snapshot, the files' digest in force, whether the main file is part of it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import MutableMapping
+
+from oslo_policy import _checks, policy
+
+from guard.policy.errors import PolicyFileError, Problem
+from guard.policy.filerules import read_policy_files
+from guard.policy.reload import Clock, PolicyFiles, PolicySource
+from guard.policy.snapshot import PolicySnapshot
+from guard.policy.validate import rule_set_problems
+
+# The name these lines had before they moved out of guard.policy.enforcer: log
+# configurations that name it keep working.
+LOG = logging.getLogger("guard.policy.enforcer")
+
+
+def _source_name(path: str) -> str:
+    """A file's base name: problems never carry directory paths."""
+    return os.path.basename(path)
+
+
+class FailClosedLoading(policy.Enforcer):
+    """oslo.policy's Enforcer, with guard's whole-file validation of the policy files."""
+
+    # The Enforcer's state this part reads and writes (set in its ``__init__``).
+    reload_interval: float
+    _clock: Clock
+    _snapshot: PolicySnapshot | None
+    _source: PolicySource | None
+    _applied_digest: str | None
+    _main_applied: bool
+    last_reload_error: str | None
+    last_reload_warnings: list[Problem]
+
+    def fail_closed(self, clock: Clock | None = None) -> None:
+        """Use guard's file handling from now on (``make_enforcer`` does, for the service).
+
+        The next load validates the files whole and raises
+        :class:`PolicyFileError` when they are invalid and no good revision
+        was loaded before; afterwards a bad, missing or empty file keeps the
+        last good rules and is reported in :attr:`last_reload_error`.
+        """
+        self._clock = clock or Clock()
+        self._source = PolicySource(
+            self._locate_policy_file, self._locate_policy_dirs, self.reload_interval, self._clock
+        )
+        self._snapshot = None
+
+    def _locate_policy_file(self) -> str | None:
+        # An absolute path is not checked here: the poll's one stat tells.
+        return self._locate(self.policy_file)
+
+    def _locate_policy_dirs(self) -> list[str]:
+        found = (self._locate(path) for path in self.conf.oslo_policy.policy_dirs if path)
+        return [path for path in found if path and os.path.isdir(path)]
+
+    def _locate(self, path: str) -> str | None:
+        if os.path.isabs(path):
+            return path
+        return self.conf.find_file(path)
+
+    def _poll(self, force: bool) -> None:
+        files = self._source.poll(force=force)  # type: ignore[union-attr]
+        first = self._snapshot is None
+        if files is None:
+            return
+        missing = files.main_missing or (
+            self.policy_path is not None and files.main is None and self._main_applied
+        )
+        if not first and (files.empty or (missing and self._main_applied)):
+            if files.main_unreadable:
+                what = f"cannot be read ({files.main_unreadable})"
+            else:
+                what = "is missing" if missing else f"is empty ({', '.join(files.empty)})"
+            name = _source_name(self.policy_path or "policy file")
+            self._hold(f"{name}: the policy file {what}; the last good rules stay in force")
+            return
+        if files.digest == self._applied_digest:
+            self.last_reload_error = None  # back as it was (renamed away and back)
+            return
+        self._apply(files)
+
+    def _apply(self, files: PolicyFiles) -> None:
+        """Build the next revision from ``files``, validated whole, and swap it in."""
+        checks, file_rules, origins, problems = read_policy_files(files)
+        base: MutableMapping[str, _checks.BaseCheck] = checks
+        if not self.overwrite:
+            base = {**self.rules, **base}
+        base = self._with_defaults(base, file_rules)
+        found = rule_set_problems(base, origins, self._known_names())
+        if self.skip_undefined_check:
+            # oslo.policy's switch for enforcers that hold part of a rule set.
+            found = [p for p in found if not p.message.startswith("refers to undefined rule")]
+        problems += found
+        self.last_reload_warnings = [p for p in problems if p.severity == "warning"]
+        for warning in self.last_reload_warnings:
+            LOG.warning("Policy: %s", warning)
+        if any(p.severity == "error" for p in problems):
+            error = PolicyFileError(problems)
+            if self._snapshot is None:
+                raise error
+            self._hold(f"reload refused: {error}")
+            return
+        self.policy_path = files.main[0] if files.main else None
+        self._informed_no_policy_file = files.main is None
+        self.file_rules = file_rules
+        self._applied_digest = files.digest
+        self._main_applied = files.main is not None
+        self.rules = policy.Rules(base, self.default_rule)
+        self.last_reload_error = None
+
+    def _hold(self, reason: str) -> None:
+        """Keep the rules in force and say why, once per poll that finds a change."""
+        self.last_reload_error = reason
+        revision = self._snapshot.revision if self._snapshot else None
+        LOG.error("Policy revision %s stays in force: %s", revision, reason)
+
+    def _with_defaults(
+        self,
+        base: MutableMapping[str, _checks.BaseCheck],
+        file_rules: dict[str, policy.RuleDefault],
+    ) -> MutableMapping[str, _checks.BaseCheck]:
+        """Add the registered defaults missing from ``base``, as oslo's ``load_rules``."""
+        if not self.use_conf:
+            return base
+        saved, self.file_rules = self.file_rules, file_rules
+        try:
+            for default in self.registered_rules.values():
+                if default.deprecated_for_removal:
+                    self._emit_deprecated_for_removal_warning(default)
+                if default.name in base:
+                    continue
+                check = default.check
+                if default.deprecated_rule:
+                    check = self._handle_deprecated_rule(default)
+                base[default.name] = check
+        finally:
+            self.file_rules = saved
+        return base
+
+    def _known_names(self) -> set[str]:
+        names = set(self.registered_rules)
+        names.update(
+            d.deprecated_rule.name for d in self.registered_rules.values() if d.deprecated_rule
+        )
+        return names
