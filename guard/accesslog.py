@@ -105,8 +105,9 @@ def loggable_request(environ: dict[str, Any]) -> str:
     query = environ.get("QUERY_STRING", "")
     global _requests
     fingerprinter, cache = _requests
-    if fingerprinter is not guard_log.fingerprinter():  # a new key: cached texts are stale
-        fingerprinter, cache = _requests = (guard_log.fingerprinter(), {})
+    if fingerprinter is not (current := guard_log.fingerprinter()):  # cached texts are stale
+        cache = {}
+        _requests = (current, cache)
     key = (method, path, query)
     text = cache.get(key)
     if text is None:

@@ -33,27 +33,27 @@ live log holds (gunicorn's ``worker_exit`` closes the worker's log), and
 from __future__ import annotations
 
 import collections
-import json
 import logging
-import re
 import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any, Protocol
 
+from guard.auditjson import (
+    CACHED_TEXT_LEN,
+    MAX_CACHED_TEXTS,
+    cached_json,
+    is_request_id,
+    json_number,
+    json_request_id,
+)
 from guard.log import fingerprint, log_redacted, redact
 
 AUDIT_LOGGER = "guard.audit"
 DEFAULT_QUEUE_SIZE = 10_000
-# The writer caches the JSON of short free-text fields, ids and whole decisions
-# (rule names, branch labels, roles, callers and owners repeat from line to
-# line): only texts this short, and at most this many entries a cache, so what
-# it keeps is bounded in bytes whatever clients send.
-_CACHED_TEXT_LEN = 80
-_MAX_CACHED_TEXTS = 2048
 # A fixed text whose fingerprint changes when the fingerprint key does.
 _KEY_PROBE = "guard.audit"
 #: At most this many roles of one decision are kept, the rest counted: the
@@ -126,20 +126,7 @@ def _kept_roles(roles: Any) -> tuple[str, ...] | list[Any]:
     return kept
 
 
-# A request id as guard and oslo.middleware make them: kept readable as is.
-_REQUEST_ID_RE = re.compile(r"req-[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}")
-_is_request_id = _REQUEST_ID_RE.fullmatch
 _NS_PER_S = 1_000_000_000
-
-
-def _json_number(value: Any) -> str:
-    """``value`` rounded to a tenth, as ``json.dumps`` writes it."""
-    if type(value) is int:  # what the policy engine reports: json.dumps took 2 us of a line
-        return int.__repr__(value)
-    value = round(value, 1)
-    if type(value) is float and value - value == 0:  # finite
-        return float.__repr__(value)
-    return json.dumps(value)
 
 
 class DecisionRecorder(Protocol):
@@ -243,7 +230,10 @@ class DecisionLog:
                 user_id = getattr(creds, "user_id", None)
                 project_id = getattr(creds, "project_id", None)
                 roles = getattr(creds, "roles", None)
-            target_project_id, target_user_id = _values(target, "project_id", "user_id")
+            if type(target) is dict:  # _values() inline for the usual target: per request
+                target_project_id, target_user_id = target.get("project_id"), target.get("user_id")
+            else:
+                target_project_id, target_user_id = _values(target, "project_id", "user_id")
             # What one decision is, apart from its time and request: the
             # writer caches its JSON by it (a list of roles is not cached).
             limit = _MAX_TEXT_CHARS
@@ -337,24 +327,35 @@ class DecisionLog:
         # Composed as json.dumps(..., separators=(",", ":")) writes the same
         # object (ensure_ascii's escapes included), from parts the writer
         # caches: measured need, the dict and dumps() were a third of the line.
-        # The time and the usual request ids (guard's shape, no global id)
-        # inline: measured need, their calls were a quarter of what was left.
+        # The time, the usual request ids (guard's shape, no global id), a
+        # cached decision and whole microseconds inline: measured need, their
+        # calls were a quarter of what was left (and cost more in place).
         seconds, nanoseconds = divmod(when, _NS_PER_S)
         if seconds != self._second:  # the date and time to the second change once a second
             self._second = seconds
             self._second_text = time.strftime('{"time":"%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))
-        if type(request_id) is str and _is_request_id(request_id):
+        if type(request_id) is str and is_request_id(request_id):
             request_id = f'"{request_id}"'  # req-, hex digits and dashes: nothing to escape
         else:
-            request_id = _json_request_id(request_id)
+            request_id = json_request_id(request_id)
+        try:  # a repeated decision: _json_decision()'s cache, inline
+            middle = self._decisions.get(decision)
+        except TypeError:  # an unhashable part: _json_decision() composes it
+            middle = None
+        if middle is None:
+            middle = self._json_decision(decision)
+        if type(microseconds) is int:  # what the policy engine reports
+            number = int.__repr__(microseconds)
+        else:
+            number = json_number(microseconds)
         log_redacted(
             logger,
             logging.INFO,
             f'{self._second_text}.{nanoseconds // 1000:06d}+00:00",'
             f'"request_id":{request_id},'
             f'"global_request_id":'
-            f"{'null' if global_request_id is None else _json_request_id(global_request_id)},"
-            f'{self._json_decision(decision)},"microseconds":{_json_number(microseconds)}}}',
+            f"{'null' if global_request_id is None else json_request_id(global_request_id)},"
+            f'{middle},"microseconds":{number}}}',
         )
 
     def _json_decision(self, decision: tuple[Any, ...]) -> str:
@@ -373,11 +374,11 @@ class DecisionLog:
             done = self._compose_decision(decision)
             action, _, branch, *_, revision = decision
             if all(
-                len(str(text)) <= _CACHED_TEXT_LEN
+                len(str(text)) <= CACHED_TEXT_LEN
                 for text in (action, branch, revision)
                 if text is not None
             ):
-                if len(cache) >= _MAX_CACHED_TEXTS:
+                if len(cache) >= MAX_CACHED_TEXTS:
                     cache.clear()
                 cache[decision] = done
         return done
@@ -400,7 +401,7 @@ class DecisionLog:
             return "null"
         if type(value) is not str:
             value = str(value)
-        return _cached_json(self._texts, value, redact)
+        return cached_json(self._texts, value, redact)
 
     def _json_id(self, value: Any) -> str:
         """The JSON of an id's fingerprint (``null`` for none)."""
@@ -410,7 +411,7 @@ class DecisionLog:
             return encode_basestring_ascii(value.text)
         if type(value) is not str:
             value = str(value)
-        return _cached_json(self._ids, value, fingerprint)
+        return cached_json(self._ids, value, fingerprint)
 
     def _json_roles(self, roles: tuple[str, ...] | list[Any]) -> str:
         """The JSON list of the roles, each redacted (cached for short tuples)."""
@@ -420,36 +421,10 @@ class DecisionLog:
         done = cache.get(roles)
         if done is None:
             done = "[" + ",".join([self._json_text(role) for role in roles]) + "]"
-            if len(cache) >= _MAX_CACHED_TEXTS:
+            if len(cache) >= MAX_CACHED_TEXTS:
                 cache.clear()
             cache[roles] = done
         return done
-
-
-def _json_request_id(value: Any) -> str:
-    """The JSON of a request id: readable when it has guard's shape, else redacted."""
-    if value is None:
-        return "null"
-    text = str(value)
-    if _REQUEST_ID_RE.fullmatch(text):
-        return f'"{text}"'  # req-, hex digits and dashes: nothing to escape
-    return encode_basestring_ascii(redact(text))
-
-
-def _cached_json(cache: dict[str, str], value: str, safe: Callable[[str], str]) -> str:
-    """The JSON string of ``safe(value)``, cached by ``value`` when it is short.
-
-    Bounded in bytes whatever clients send: only short values are kept, and
-    at most :data:`_MAX_CACHED_TEXTS` of them.
-    """
-    done = cache.get(value)
-    if done is None:
-        done = encode_basestring_ascii(safe(value))
-        if len(value) <= _CACHED_TEXT_LEN:
-            if len(cache) >= _MAX_CACHED_TEXTS:
-                cache.clear()
-            cache[value] = done
-    return done
 
 
 def list_branch(filter_kind: str, rule_label: str | None) -> str:

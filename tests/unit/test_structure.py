@@ -25,7 +25,7 @@ LAYERS = (
     ("guard.repository",),
     ("guard.policy", "guard.policies"),
     ("guard.db",),
-    ("guard.audit",),
+    ("guard.audit", "guard.auditjson"),
     ("guard.logsetup", "guard.logformat", "guard.log", "guard.logpatterns", "guard.logrecords"),
     ("guard.context",),
     ("guard.conf",),
