@@ -97,6 +97,19 @@ def _is_request_id(key: str, value: Any) -> bool:
     )
 
 
+def _redacted_context(context: Any) -> Any:
+    """A copy of an oslo.context context (or its dict) with each value redacted; or None."""
+    if isinstance(context, oslo_context.RequestContext):
+        shown = copy.copy(context)
+        for name, value in vars(shown).items():
+            if isinstance(value, (str, list, tuple)) and value:
+                setattr(shown, name, _redacted_value(name, value))
+        return shown
+    if isinstance(context, dict):
+        return {name: _redacted_value(name, value) for name, value in context.items()}
+    return None
+
+
 def _redacted_value(name: str, value: Any) -> Any:
     """A context's value for oslo's code: text and lists of texts redacted, request ids kept."""
     if type(value) is str:
@@ -203,14 +216,11 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         attrs = record.__dict__
         had_context = "context" in attrs
         context = attrs["context"] if had_context else oslo_context.get_current()
-        if isinstance(context, oslo_context.RequestContext):
-            shown: Any = copy.copy(context)
-            for name, value in vars(shown).items():
-                if isinstance(value, (str, list, tuple)) and value:
-                    setattr(shown, name, _redacted_value(name, value))
-        elif isinstance(context, dict):
-            shown = {name: _redacted_value(name, value) for name, value in context.items()}
-        else:
+        try:
+            shown = _redacted_context(context)
+        except Exception:  # a context of an unusual make: the whole text is redacted after
+            shown = None
+        if shown is None:
             return super().format(record)
         attrs["context"] = shown
         try:
