@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from guard.tools.bench import BenchResult
+from guard.tools.bench import BenchResult, format_table
 
 # benchmark module under guard.tools.bench -> what it compares
 BENCHMARKS: dict[str, str] = {
@@ -59,22 +59,6 @@ def machine_summary() -> str:
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}"
     )
-
-
-def format_table(results: list[BenchResult]) -> str:
-    """Render results as a Markdown table (the README shows this table)."""
-    lines = [
-        "| benchmark | guard | baseline | guard/s | baseline/s | guard us | baseline us "
-        "| ratio | rounds | goal |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---|",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r.name} | {r.subject} | {r.baseline} | {r.subject_per_second:,.0f} | "
-            f"{r.baseline_per_second:,.0f} | {r.subject_us:,.1f} | {r.baseline_us:,.1f} | "
-            f"{r.ratio:.2f} | {r.spread} | {r.goal} |"
-        )
-    return "\n".join(lines)
 
 
 def _run_benchmark(name: str, quick: bool) -> list[BenchResult]:

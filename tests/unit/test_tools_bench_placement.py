@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from guard.tools.bench import placement
+from guard.tools.bench import placement, placementsetup
 from guard.tools.bench.httpload import Sample
 
 
@@ -52,23 +52,23 @@ def test_bad_options_are_refused(argv: list[str], capsys: pytest.CaptureFixture[
 
 
 def test_both_services_get_the_same_thousand_consumers_on_every_run() -> None:
-    uuids = placement.consumer_uuids()
-    assert uuids == placement.consumer_uuids()
-    assert len(set(uuids)) == placement.CONSUMERS == 1000
+    uuids = placementsetup.consumer_uuids()
+    assert uuids == placementsetup.consumer_uuids()
+    assert len(set(uuids)) == placementsetup.CONSUMERS == 1000
     assert all(str(uuid.UUID(u)) == u and uuid.UUID(u).version == 4 for u in uuids)
-    owners = {placement.owner(i) for i in range(len(uuids))}
-    assert len(owners) == placement.PROJECTS
+    owners = {placementsetup.owner(i) for i in range(len(uuids))}
+    assert len(owners) == placementsetup.PROJECTS
 
 
 def test_placement_gets_its_database_and_no_keystone() -> None:
     url = "postgresql+psycopg://postgres@127.0.0.1:5432/placement_x"
     parser = configparser.ConfigParser()
-    parser.read_string(placement.placement_conf(placement.placement_url(url)))
+    parser.read_string(placementsetup.placement_conf(placementsetup.placement_url(url)))
     assert parser["placement_database"]["connection"] == (
         "postgresql+psycopg2://postgres@127.0.0.1:5432/placement_x"
     )
     assert parser["api"]["auth_strategy"] == "noauth2"
-    assert placement.placement_url("sqlite:////tmp/p.sqlite") == "sqlite:////tmp/p.sqlite"
+    assert placementsetup.placement_url("sqlite:////tmp/p.sqlite") == "sqlite:////tmp/p.sqlite"
 
 
 def _samples(rates: list[float], cpu: list[float | None]) -> list[Sample]:
@@ -120,7 +120,7 @@ def test_errors_are_shown_per_side() -> None:
 
 
 def test_a_missing_placement_says_how_to_install_it(tmp_path: Path) -> None:
-    problem = placement.check_installed(tmp_path)
+    problem = placementsetup.check_installed(tmp_path)
     assert problem is not None and "make bench-placement" in problem
     assert placement.main(["--placement-venv", str(tmp_path)]) == 2
 
@@ -130,8 +130,10 @@ def test_a_venv_without_placement_16_is_refused_by_its_versions(tmp_path: Path) 
     for name in ("placement-manage", "gunicorn"):
         (tmp_path / "bin" / name).touch()
     (tmp_path / "bin" / "python").symlink_to(sys.executable)  # guard's: no Placement in it
-    problem = placement.check_installed(tmp_path)
+    problem = placementsetup.check_installed(tmp_path)
     assert problem is not None and "reinstalls it" in problem and "16.0.0" in problem
     python = Path(sys.executable)
-    assert placement.installed_versions(python, ["gunicorn"]) == {"gunicorn": version("gunicorn")}
-    assert placement.installed_versions(python, ["gunicorn", "openstack-placement"]) == {}
+    assert placementsetup.installed_versions(python, ["gunicorn"]) == {
+        "gunicorn": version("gunicorn")
+    }
+    assert placementsetup.installed_versions(python, ["gunicorn", "openstack-placement"]) == {}

@@ -159,3 +159,19 @@ def paired_result(
         round_ratios=tuple(s / b for s, b in zip(subject_rates, baseline_rates, strict=True)),
         **fields,
     )
+
+
+def format_table(results: list[BenchResult]) -> str:
+    """Render results as a Markdown table (the README shows this table)."""
+    lines = [
+        "| benchmark | guard | baseline | guard/s | baseline/s | guard us | baseline us "
+        "| ratio | rounds | goal |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.name} | {r.subject} | {r.baseline} | {r.subject_per_second:,.0f} | "
+            f"{r.baseline_per_second:,.0f} | {r.subject_us:,.1f} | {r.baseline_us:,.1f} | "
+            f"{r.ratio:.2f} | {r.spread} | {r.goal} |"
+        )
+    return "\n".join(lines)
