@@ -28,11 +28,28 @@ from guard import log as guard_log
 from guard import logformat
 
 
+class LoggingConfigError(ValueError):
+    """The logging options (``log_config_append``'s file, ...) cannot be applied."""
+
+
 def setup(conf: cfg.ConfigOpts) -> None:
-    """Configure this process's logging from ``conf`` (oslo.log), then redact every handler."""
+    """Configure this process's logging from ``conf`` (oslo.log), then redact every handler.
+
+    Raises :class:`LoggingConfigError` naming the file and the kind of error
+    (not its text, which may quote the file's lines) when oslo.log refuses.
+    """
     # The filter first, so that what oslo.log logs while it sets up is redacted too.
     guard_log.install(conf.guard.fingerprint_key)
-    oslo_log.setup(conf, guard_conf.PROJECT, guard_conf.version())
+    try:
+        oslo_log.setup(conf, guard_conf.PROJECT, guard_conf.version())
+    except Exception as error:  # logging.config raises whatever the file leads it into
+        source = conf.log_config_append or "the [DEFAULT] logging options"
+        kind = (
+            "not a readable logging.config file with its sections and keys"
+            if isinstance(error, oslo_log.LogConfigError)
+            else f"{type(error).__name__} while applying it"
+        )
+        raise LoggingConfigError(f"{source}: {kind}") from None
     guard_log.install(conf.guard.fingerprint_key)
     for handler in _every_handler():
         if type(handler.formatter) is oslo_formatters.ContextFormatter:

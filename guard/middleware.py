@@ -237,15 +237,18 @@ class GuardMiddleware:
         return body
 
     def _respond(self, environ: dict[str, Any], request_id: str) -> _Answer:
+        if undecodable(environ):
+            # Refused before the caller's identity is read: its lines (the
+            # access line) carry this request's ids and no caller's.
+            anonymous_context(environ).update_store()
+            error = exception.InvalidInput("The request path or query is not valid UTF-8.")
+            return _error(error, request_id)
         context, authenticated = context_from_environ(environ, self.enforcer)
         # oslo.log's formatters take the request ids of a record logged
         # without a context (alembic, SQLAlchemy, the access line) from the
         # thread's current context: make it this request's, or every line
         # would carry the first request the thread ever served.
         context.update_store()
-        if undecodable(environ):
-            error = exception.InvalidInput("The request path or query is not valid UTF-8.")
-            return _error(error, request_id)
         environ[ENV_CONTEXT] = context
         environ[ENV_AUTHENTICATED] = authenticated
         # PATH_INFO is the raw path (bytes as latin-1); the public paths are

@@ -14,6 +14,7 @@ import importlib
 import sys
 
 from guard import conf as guard_conf
+from guard import logsetup
 from guard.cmd import config
 
 # sub-command name -> (module under guard.cmd, one-line help)
@@ -59,4 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     command = _command(argv)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except logsetup.LoggingConfigError as error:  # from any command that sets logging up
+        print(f"guard {args.command}: invalid logging configuration: {error}", file=sys.stderr)
+        return 2

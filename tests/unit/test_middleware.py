@@ -522,3 +522,47 @@ def test_the_callers_context_does_not_outlive_the_request(app: webtest.TestApp) 
     assert "Client disconnected" in line
     assert name not in line and '"alice"' not in line
     assert oslo_context.get_current() is None
+
+
+@pytest.mark.usefixtures("isolated_install")
+@pytest.mark.parametrize("target", ["/consumers/%FF%FE", "/consumers?project_id=%C3%28"])
+def test_a_path_refused_as_not_utf8_logs_no_callers_id_or_name(enforcer: Any, target: str) -> None:
+    """The access line of a 400 for an undecodable target, under an operator's identity format.
+
+    The caller's context must not be the thread's before the request's scrub
+    scope is open (the ids here are not hex: only the scope could hide them).
+    """
+    from guard.logformat import ContextFormatter
+
+    conf = guard_conf.load()
+    conf.set_override(
+        "logging_context_format_string",
+        "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(user_identity)s] %(message)s",
+    )
+    conf.set_override(
+        "logging_user_identity_format", "%(user)s %(project)s %(user_name)s %(project_name)s"
+    )
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(ContextFormatter(config=conf))
+    guard_log.install()
+    accesslog.ACCESS_LOG.addHandler(handler)
+    level = accesslog.ACCESS_LOG.level
+    accesslog.ACCESS_LOG.setLevel(logging.INFO)
+    identity = {
+        **CONFIRMED,
+        "X-User-Id": "plainuser2",
+        "X-Project-Id": "plainproj2",
+        "X-User-Name": "carolname",
+        "X-Project-Name": "carolproj",
+    }
+    try:
+        app = webtest.TestApp(middleware.GuardMiddleware(Recorder(), enforcer))
+        response = app.get(target, headers=identity, status=400)
+    finally:
+        accesslog.ACCESS_LOG.removeHandler(handler)
+        accesslog.ACCESS_LOG.setLevel(level)
+    line = stream.getvalue()
+    assert " 400 " in line and response.headers["X-Openstack-Request-Id"] in line
+    for raw in ("plainuser2", "plainproj2", "carolname", "carolproj"):
+        assert raw not in line
