@@ -28,6 +28,10 @@ ACCESS_LOG = logging.getLogger("guard.access")
 #: redaction scope: the access line is logged in it (oslo.log's formatters
 #: add the caller's context to the line, which is then scrubbed by value).
 ENV_LOG_SCOPE = "guard.log_scope"
+#: The environ key of the caller's own ids, names and tokens (what the request's
+#: redaction scope scrubs by value): a path segment or value equal to one of
+#: them is fingerprinted even where a route word would be logged as it is.
+ENV_CALLER_VALUES = "guard.caller_values"
 #: The contract's pattern of a request id (oslo's, matched whole).
 REQUEST_ID_RE = re.compile(r"req-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 # A path segment logged as it is: a route word of guard's or of any service
@@ -59,13 +63,13 @@ _MAX_CACHED_REQUESTS = 1024
 _requests: tuple[guard_log.Fingerprinter | None, dict[tuple[str, str, str], str]] = (None, {})
 
 
-def loggable_target(path: str, query: str) -> str:
+def loggable_target(path: str, query: str, caller: tuple[str, ...] = ()) -> str:
     """The path and query with every id, value and unknown word fingerprinted.
 
     Only route words (of guard's API or of any service the filter wraps), the
     API's parameter names and plain numbers as values of its non-identity
-    parameters (limits, generations) stay readable; any other value is
-    fingerprinted, numbers too.
+    parameters (limits, generations) stay readable, unless equal to one of
+    the ``caller``'s own values; any other value is fingerprinted, numbers too.
     ``path`` and ``query`` may be raw (undecoded) WSGI strings: they are only
     split and hashed, never decoded here.
     """
@@ -75,7 +79,8 @@ def loggable_target(path: str, query: str) -> str:
     logged = "/".join(
         [
             segment
-            if not segment or (_route_word(segment) and not _id_shaped(segment))
+            if not segment
+            or (_route_word(segment) and not _id_shaped(segment) and segment not in caller)
             else fingerprint(segment)
             for segment in path.split("/")
         ]
@@ -85,7 +90,7 @@ def loggable_target(path: str, query: str) -> str:
     pairs = []
     for pair in query.split("&"):
         name, _, value = pair.partition("=")
-        readable = name in _NUMBER_PARAMS and _DIGITS_RE.fullmatch(value)
+        readable = name in _NUMBER_PARAMS and _DIGITS_RE.fullmatch(value) and value not in caller
         safe_value = value if readable else fingerprint(value)
         safe_name = name if name in _QUERY_NAMES else fingerprint(name)
         pairs.append(f"{safe_name}={safe_value}")
@@ -116,6 +121,11 @@ def loggable_request(environ: dict[str, Any]) -> str:
             if len(cache) >= _MAX_CACHED_REQUESTS:
                 cache.clear()
             cache[key] = text
+    caller = environ.get(ENV_CALLER_VALUES)
+    if caller:
+        for value in caller:
+            if value in text:  # maybe a word of the target: made again, uncached
+                return f"{loggable_method(environ)} {loggable_target(path, query, caller)}"
     return text
 
 

@@ -42,6 +42,7 @@ from guard import conf as guard_conf
 from guard import exception, policy
 from guard import log as guard_log
 from guard.accesslog import (
+    ENV_CALLER_VALUES,
     ENV_LOG_SCOPE,
     REQUEST_ID_RE,
     log_access,
@@ -255,8 +256,10 @@ class GuardMiddleware:
         # ASCII, so comparing it raw equals comparing it decoded.
         if not authenticated and environ.get("PATH_INFO", "") not in PUBLIC_PATHS:
             return _error(exception.Unauthorized(), request_id)
-        with guard_log.request_scope(_scrub_values(context)):
+        caller = _scrub_values(context)
+        with guard_log.request_scope(caller):
             environ[ENV_LOG_SCOPE] = contextvars.copy_context()  # for the access line
+            environ[ENV_CALLER_VALUES] = tuple(caller.values())
             try:
                 # The body is read here, so an error raised while the
                 # wrapped app's iterator runs is answered like any other.

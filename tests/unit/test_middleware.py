@@ -276,6 +276,40 @@ def test_one_access_line_with_ids_fingerprinted(
     assert line.endswith(response.headers["X-Openstack-Request-Id"])
 
 
+@pytest.mark.parametrize(
+    ("target", "raw"),
+    [
+        ("/consumers/carolname", "carolname"),  # the caller's name as a path word
+        ("/carolproj/servers", "carolproj"),
+        ("/plainuser2/consumers?limit=5", "plainuser2"),  # a non-hex id, word-shaped
+        ("/consumers?limit=4242", "4242"),  # a number that is the caller's project id
+    ],
+)
+def test_the_callers_own_values_in_the_target_are_fingerprinted(
+    app: webtest.TestApp, caplog: pytest.LogCaptureFixture, target: str, raw: str
+) -> None:
+    """Values the request carried are scrubbed by value, the access line's target too."""
+    identity = {
+        **CONFIRMED,
+        "X-User-Id": "plainuser2",
+        "X-Project-Id": "4242" if raw == "4242" else "plainproj2",
+        "X-User-Name": "carolname",
+        "X-Project-Name": "carolproj",
+    }
+    for _ in range(2):  # the second from the cache of recent targets
+        with caplog.at_level(logging.INFO, logger="guard.access"):
+            app.get(target, headers=identity, status="*")
+        (record,) = [r for r in caplog.records if r.name == "guard.access"]
+        line = record.getMessage()
+        assert raw not in line
+        assert guard_log.fingerprint(raw) in line
+        caplog.clear()
+    with caplog.at_level(logging.INFO, logger="guard.access"):
+        app.get(target, headers=CONFIRMED, status="*")  # another caller: the word is a word
+    (record,) = [r for r in caplog.records if r.name == "guard.access"]
+    assert raw in record.getMessage()
+
+
 def test_access_line_for_a_rejected_request(
     app: webtest.TestApp, caplog: pytest.LogCaptureFixture
 ) -> None:
