@@ -426,15 +426,23 @@ def _format(self: logging.Handler, record: logging.LogRecord) -> str:
     return text
 
 
+def every_handler() -> list[logging.Handler]:
+    """Every handler logging may write through: root's, every logger's, ``lastResort``; once."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    handlers = [h for lg in loggers if isinstance(lg, logging.Logger) for h in lg.handlers]
+    if logging.lastResort is not None:
+        handlers.append(logging.lastResort)
+    return list(dict.fromkeys(handlers))
+
+
 def install(key: bytes | str | None = None) -> RedactingFilter:
     """Put :class:`RedactingFilter` on every handler, now and later.
 
     ``key`` is ``[guard] fingerprint_key``; without one (and none installed
     before) a random per-process key is drawn and a notice logged once.
-    Covers the handlers of every logger (root, propagating or not) and
-    ``logging.lastResort``, and handlers attached later through any path
-    that calls ``Logger.addHandler`` (logging.config, oslo.log). Calling it
-    again is harmless; a new key replaces the old one.
+    Covers :func:`every_handler` and handlers attached later through any
+    path that calls ``Logger.addHandler`` (logging.config, oslo.log).
+    Calling it again is harmless; a new key replaces the old one.
     """
     global _fingerprinter, _installed
     drew_key = False
@@ -448,16 +456,8 @@ def install(key: bytes | str | None = None) -> RedactingFilter:
             logging.Logger.addHandler = _add_handler  # type: ignore[method-assign]
             logging.Handler.format = _format  # type: ignore[method-assign]
             _installed = True
-        loggers = [logging.getLogger()] + [
-            logger
-            for logger in list(logging.Logger.manager.loggerDict.values())
-            if isinstance(logger, logging.Logger)
-        ]
-        for logger in loggers:
-            for handler in list(logger.handlers):
-                _attach(handler)
-        if logging.lastResort is not None:
-            _attach(logging.lastResort)
+        for handler in every_handler():
+            _attach(handler)
     if drew_key:
         _announce_random_key()
     return _FILTER

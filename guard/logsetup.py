@@ -51,7 +51,7 @@ def setup(conf: cfg.ConfigOpts) -> None:
         )
         raise LoggingConfigError(f"{source}: {kind}") from None
     guard_log.install(conf.guard.fingerprint_key)
-    for handler in _every_handler():
+    for handler in guard_log.every_handler():
         if type(handler.formatter) is oslo_formatters.ContextFormatter:
             # The same text, guard's own lines made cheaply (guard.logformat).
             handler.setFormatter(logformat.ContextFormatter.like(handler.formatter))
@@ -62,16 +62,6 @@ def setup(conf: cfg.ConfigOpts) -> None:
             # after its formatter set them from the context (no filter sees
             # them). Only the request id, readable anyway, stays a field.
             handler.custom_fields = ("request_id",)  # type: ignore[assignment]
-
-
-def _every_handler() -> list[logging.Handler]:
-    """The handlers of the root logger and of every other logger (a logging.conf's too)."""
-    loggers = [logging.getLogger()] + [
-        logger
-        for logger in list(logging.Logger.manager.loggerDict.values())
-        if isinstance(logger, logging.Logger)
-    ]
-    return list({id(handler): handler for lg in loggers for handler in lg.handlers}.values())
 
 
 def set_level(conf: cfg.ConfigOpts, level: str) -> None:
