@@ -377,10 +377,7 @@ def log_redacted(logger: logging.Logger, level: int, message: str) -> None:
     """
     if not logger.isEnabledFor(level):
         return
-    caller = sys._getframe(1)
-    logger.handle(
-        make_record(logger, level, message, caller.f_code, caller.f_lineno, _MARK, _OWN_LINE)
-    )
+    logger.handle(make_record(logger, level, message, sys._getframe(1), _MARK, _OWN_LINE))
 
 
 def _carries_filter(handler: logging.Handler) -> bool:

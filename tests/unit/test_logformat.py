@@ -112,9 +112,8 @@ def own_line(
     message: str, level: int = logging.INFO, *, at: float | None = None
 ) -> logging.LogRecord:
     """One of guard's own lines, as guard.log.log_redacted makes it."""
-    code = sys._getframe().f_code
     record = make_record(
-        logging.getLogger("guard.access"), level, message, code, 7, OWN_LINE_MARK, OWN_LINE
+        logging.getLogger("guard.access"), level, message, sys._getframe(), OWN_LINE_MARK, OWN_LINE
     )
     if at is not None:
         record.created = at

@@ -13,7 +13,6 @@ import os
 import sys
 import threading
 import time
-from typing import Any
 
 import pytest
 
@@ -28,15 +27,11 @@ _EVERYTHING = " ".join(
 )
 
 
-def _site() -> tuple[Any, int]:
-    frame = sys._getframe(1)
-    return frame.f_code, frame.f_lineno
-
-
 def _both(logger: logging.Logger, message: str = "hello") -> tuple[logging.LogRecord, ...]:
     """A record of ours and the standard library's for the same call site, now."""
-    code, line = _site()
-    ours = logrecords.make_record(logger, logging.INFO, message, code, line, MARK)
+    frame = sys._getframe()
+    ours, line = logrecords.make_record(logger, logging.INFO, message, frame, MARK), frame.f_lineno
+    code = frame.f_code
     stdlib = logger.makeRecord(
         logger.name, logging.INFO, code.co_filename, line, message, (), None, code.co_name
     )
@@ -72,10 +67,10 @@ def test_a_record_carries_what_the_standard_librarys_would() -> None:
 
 def test_each_record_has_its_own_message_and_time() -> None:
     logger = logging.getLogger("guard.test.records")
-    code, line = _site()
-    first = logrecords.make_record(logger, logging.INFO, "one", code, line, MARK)
+    frame = sys._getframe()
+    first = logrecords.make_record(logger, logging.INFO, "one", frame, MARK)
     time.sleep(0.002)
-    second = logrecords.make_record(logger, logging.INFO, "two", code, line, MARK)
+    second = logrecords.make_record(logger, logging.INFO, "two", frame, MARK)
     assert (first.msg, second.msg) == ("one", "two")
     assert second.created > first.created
     assert second.relativeCreated - first.relativeCreated == pytest.approx(
@@ -83,6 +78,28 @@ def test_each_record_has_its_own_message_and_time() -> None:
     )
     second.msg = "changed"  # records do not share their attributes
     assert first.msg == "one"
+
+
+def test_each_call_site_in_one_function_has_its_own_line() -> None:
+    """Templates are per call site: two calls of one function, each its own line, every time."""
+    logger = logging.getLogger("guard.test.records")
+
+    def first_site() -> logging.LogRecord:
+        return logrecords.make_record(logger, logging.INFO, "a", sys._getframe(), MARK)
+
+    def two_sites(which: int) -> tuple[logging.LogRecord, int]:
+        frame = sys._getframe()
+        if which:
+            return logrecords.make_record(logger, logging.INFO, "b", frame, MARK), frame.f_lineno
+        return logrecords.make_record(logger, logging.INFO, "c", frame, MARK), frame.f_lineno
+
+    lines = set()
+    for which in (0, 1, 0, 1):  # the second round is made from the templates
+        record, line = two_sites(which)
+        assert (record.lineno, record.funcName) == (line, "two_sites")
+        lines.add(record.lineno)
+    assert len(lines) == 2
+    assert first_site().funcName == "first_site"
 
 
 def test_each_thread_gets_its_own_id_and_name_and_a_rename_is_seen() -> None:
