@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from guard import log as guard_log
+from guard import logfingerprints
 from guard.api.environ import ENV_CONTEXT
 
 ACCESS_LOG = logging.getLogger("guard.access")
@@ -60,7 +61,8 @@ _DIGITS_RE = re.compile(r"[0-9]{1,20}")
 # fingerprinting the path was 1.7 us of the line's 4 us of composition.
 _CACHED_REQUEST_CHARS = 256
 _MAX_CACHED_REQUESTS = 1024
-_requests: tuple[guard_log.Fingerprinter | None, dict[tuple[str, str, str], str]] = (None, {})
+_requests: tuple[logfingerprints.Fingerprinter | None, dict[tuple[str, str, str], str]]
+_requests = (None, {})
 
 
 def loggable_target(path: str, query: str, caller: tuple[str, ...] = ()) -> str:
@@ -73,7 +75,7 @@ def loggable_target(path: str, query: str, caller: tuple[str, ...] = ()) -> str:
     ``path`` and ``query`` may be raw (undecoded) WSGI strings: they are only
     split and hashed, never decoded here.
     """
-    fingerprint = guard_log.fingerprint
+    fingerprint = logfingerprints.fingerprint
     # A segment is logged as it is when it is a route word (see _ROUTE_WORD_RE),
     # else as its fingerprint.
     logged = "/".join(
@@ -110,7 +112,7 @@ def loggable_request(environ: dict[str, Any]) -> str:
     query = environ.get("QUERY_STRING", "")
     global _requests
     fingerprinter, cache = _requests
-    if fingerprinter is not (current := guard_log.fingerprinter()):  # cached texts are stale
+    if fingerprinter is not (current := logfingerprints.fingerprinter()):  # cached texts are stale
         cache = {}
         _requests = (current, cache)
     key = (method, path, query)
@@ -150,7 +152,7 @@ def log_access(
     # Every part is a checked method, a fingerprinted target, a number or
     # a request id of the contract's pattern: logged as redacted.
     if not REQUEST_ID_RE.fullmatch(request_id):
-        request_id = guard_log.fingerprint(request_id)
+        request_id = logfingerprints.fingerprint(request_id)
     # The caller's global request id too (the context's, checked against
     # the contract's pattern), so one request can be followed across
     # services whatever the log format.

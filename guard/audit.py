@@ -15,7 +15,7 @@ handoff cost more than the decision itself. ``deque.append`` is atomic and
 wakes nobody, and one wake-up writes a whole batch.
 
 The line names the subject and the target by fingerprints
-(:func:`guard.log.fingerprint`), never by raw ids. Its free-text fields
+(:func:`guard.logfingerprints.fingerprint`), never by raw ids. Its free-text fields
 (action, branch, roles, a request id of another shape than guard's) are
 redacted one by one before the line is composed, and the line is logged as
 redacted (:func:`guard.log.log_redacted`): the handlers' filter would only
@@ -50,7 +50,8 @@ from guard.auditjson import (
     json_number,
     json_request_id,
 )
-from guard.log import fingerprint, log_redacted, redact
+from guard.log import log_redacted, redact
+from guard.logfingerprints import fingerprint
 
 AUDIT_LOGGER = "guard.audit"
 DEFAULT_QUEUE_SIZE = 10_000

@@ -30,11 +30,11 @@ from sqlalchemy.engine import Engine, make_url
 
 from guard import audit, policy
 from guard import conf as guard_conf
-from guard import log as guard_log
 from guard.api import healthcheck
 from guard.api.app import make_app
 from guard.db import api as db_api
 from guard.db import migration
+from guard.logfingerprints import fingerprint
 from guard.middleware import (
     GuardMiddleware,
     RequestId,
@@ -243,7 +243,7 @@ class _IdentityLine(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == "Received request from %s" and isinstance(record.args, tuple):
             record.args = tuple(
-                self._IDS.sub(lambda m: m.group(1) + guard_log.fingerprint(m.group(2)), str(arg))
+                self._IDS.sub(lambda m: m.group(1) + fingerprint(m.group(2)), str(arg))
                 for arg in record.args
             )
         return True

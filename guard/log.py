@@ -19,200 +19,44 @@ parameter) become ``<id:xxxxxxxx>``: a keyed HMAC-SHA256 of the normalized id,
 so one id can be followed across lines and hosts sharing ``[guard]
 fingerprint_key`` without being revealed. Request ids (``req-<uuid>``) stay
 readable. Values a request carried itself (registered with
-:func:`request_scope`) are scrubbed by value. The patterns, and why they run
-in linear time, are :mod:`guard.logpatterns`; what is cached is bounded in
-bytes (only id-sized values), so no client can make a process grow.
+:func:`guard.logscope.request_scope`) are scrubbed by value. The patterns, and
+why they run in linear time, are :mod:`guard.logpatterns`; the fingerprints
+and their key :mod:`guard.logfingerprints`; what is cached is bounded in bytes
+(only id-sized values), so no client can make a process grow.
 
 This module sits near the bottom of guard's layers: it imports nothing of
-guard but its patterns.
+guard but those modules and the records of guard's own lines
+(:mod:`guard.logrecords`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
-import hashlib
-import hmac
 import logging
-import os
 import re
-import string
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from guard import logpatterns as patterns
+from guard.logfingerprints import fingerprint, use_key
 from guard.logrecords import OWN_LINE as _OWN_LINE
 from guard.logrecords import OWN_LINE_MARK as _MARK
 from guard.logrecords import make_record, redact_around
-
-LOG = logging.getLogger(__name__)
+from guard.logscope import EMPTY_SCOPE as _EMPTY_SCOPE
+from guard.logscope import Scope as _Scope
+from guard.logscope import current_scope as _scope
+from guard.logscope import is_secret_name as _is_secret_name
 
 MASK = patterns.MASK
 
-_ASCII_ALNUM = frozenset(string.ascii_letters + string.digits)
-# Values up to this length are cached by the fingerprinter: ids are short, and
-# a cache keyed by anything longer would let clients fill memory.
-_CACHED_VALUE_LEN = 80
-# Characters hashed at a time (a slice's UTF-8 stays small).
-_HASH_SLICE = 8192
 _QUOTE_STARTS = frozenset("\"'\\b")
 # Texts longer than this look for their hints with substring tests.
 _LONG_TEXT = 512
-_KEY_OPTION = "[guard] fingerprint_key"
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", _MARK}
 _PLAIN_RECORD_SIZE = len(logging.makeLogRecord({}).__dict__)
 _MAX_DEPTH = 20
 _TRACEBACK_FORMATTER = logging.Formatter()
-
-
-class Fingerprinter:
-    """Turns an id into ``<id:xxxxxxxx>``, a keyed HMAC-SHA256 of its normal form.
-
-    Hex ids (uuids, keystone ids) are lowercased and stripped of dashes
-    first, so every spelling of one id has one fingerprint. Only id-sized
-    values are cached (a bounded number of short strings); a longer value
-    (a client's 150 KB path segment) is hashed each time and never kept.
-    """
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-        # A request logs the same few ids over and over.
-        self._cached = functools.lru_cache(maxsize=4096)(self._compute)
-
-    def __call__(self, value: str) -> str:
-        if len(value) <= _CACHED_VALUE_LEN:
-            return self._cached(value)
-        return self._compute(value)
-
-    def _compute(self, value: str) -> str:
-        if patterns.HEX_ID_RE.fullmatch(value):
-            value = value.replace("-", "").lower()
-        mac = hmac.new(self._key, digestmod=hashlib.sha256)
-        # In slices: a long value (a client's path segment) is never copied
-        # whole into bytes, so hashing it adds no large allocation.
-        for start in range(0, len(value), _HASH_SLICE):
-            mac.update(value[start : start + _HASH_SLICE].encode("utf-8", "surrogatepass"))
-        return f"<id:{mac.hexdigest()[:8]}>"
-
-
-class _Scope:
-    """The values one request carried: secrets masked, ids fingerprinted, by value."""
-
-    def __init__(self, secrets: tuple[str, ...], ids: tuple[str, ...]) -> None:
-        # Longest first, so a value never leaves part of a longer one behind.
-        self.secrets = tuple(sorted(set(secrets), key=len, reverse=True))
-        self.ids = tuple(sorted(set(ids), key=len, reverse=True))
-
-    def merged(self, values: Mapping[str, object] | Iterable[str]) -> _Scope:
-        secrets, ids = list(self.secrets), list(self.ids)
-        if isinstance(values, Mapping):
-            for name, value in values.items():
-                if isinstance(value, str) and value:
-                    (secrets if _is_secret_name(str(name)) else ids).append(value)
-        else:
-            ids.extend(value for value in values if isinstance(value, str) and value)
-        return _Scope(tuple(secrets), tuple(ids))
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        for value in self.ids:
-            if value in text:
-                text = _replace_bounded(text, value, fingerprint(value))
-        return text
-
-
-def _is_secret_name(name: str) -> bool:
-    """Whether values under ``name`` are secrets.
-
-    Names up to id size are cached (every request asks about the same few, and
-    the 30-way pattern costs microseconds a name); longer ones are not kept.
-    """
-    if len(name) <= _CACHED_VALUE_LEN:
-        return _is_short_secret_name(name)
-    return patterns.SECRET_NAME_RE.search(name) is not None
-
-
-@functools.lru_cache(maxsize=256)
-def _is_short_secret_name(name: str) -> bool:
-    return patterns.SECRET_NAME_RE.search(name) is not None
-
-
-_EMPTY_SCOPE = _Scope((), ())
-_scopes: dict[tuple[Any, ...], _Scope] = {}
-_MAX_SCOPES, _SCOPE_KEY_CHARS = 1024, 1024
-_scope: contextvars.ContextVar[_Scope] = contextvars.ContextVar(
-    "guard_log_scope", default=_EMPTY_SCOPE
-)
-_state_lock = threading.Lock()
-_fingerprinter: Fingerprinter | None = None
-_installed = False
-
-
-def _replace_bounded(text: str, value: str, replacement: str) -> str:
-    """Replace ``value`` where it is not part of a longer ASCII word.
-
-    Ids can be short ("p1"); replacing them inside other words would garble
-    lines without hiding anything.
-    """
-    parts = []
-    start = 0
-    check_before = value[0] in _ASCII_ALNUM
-    check_after = value[-1] in _ASCII_ALNUM
-    while (index := text.find(value, start)) >= 0:
-        end = index + len(value)
-        if (check_before and index > 0 and text[index - 1] in _ASCII_ALNUM) or (
-            check_after and end < len(text) and text[end] in _ASCII_ALNUM
-        ):
-            parts.append(text[start : index + 1])
-            start = index + 1
-            continue
-        parts.append(text[start:index])
-        parts.append(replacement)
-        start = end
-    parts.append(text[start:])
-    return "".join(parts)
-
-
-def _current_fingerprinter() -> Fingerprinter:
-    global _fingerprinter
-    fingerprinter = _fingerprinter
-    if fingerprinter is not None:
-        return fingerprinter
-    with _state_lock:
-        drew_key = _fingerprinter is None
-        if drew_key:
-            _fingerprinter = Fingerprinter(os.urandom(32))
-        fingerprinter = _fingerprinter
-    if drew_key:
-        _announce_random_key()
-    return fingerprinter
-
-
-def _announce_random_key() -> None:
-    LOG.warning(
-        "No %s configured: ids are fingerprinted with a random per-process key, so "
-        "<id:...> fingerprints will not match across processes or restarts.",
-        _KEY_OPTION,
-    )
-
-
-def fingerprint(value: str) -> str:
-    """Return ``<id:xxxxxxxx>``, the keyed fingerprint of an id.
-
-    The same id gives the same fingerprint whatever its case or dashes, in
-    every process that shares the configured key.
-    """
-    return (_fingerprinter or _current_fingerprinter())(value)
-
-
-def fingerprinter() -> Fingerprinter:
-    """The fingerprinter in use: a new one when the key changes (caches of fingerprints)."""
-    return _fingerprinter or _current_fingerprinter()
 
 
 def _replace(match: re.Match[str]) -> str:
@@ -240,8 +84,9 @@ def _replace(match: re.Match[str]) -> str:
 def redact(text: str) -> str:
     """Return ``text`` with secrets masked and ids fingerprinted.
 
-    Values registered for the current request (:func:`request_scope`) are
-    scrubbed first, then the patterns. Redacting twice changes nothing.
+    Values registered for the current request
+    (:func:`guard.logscope.request_scope`) are scrubbed first, then the
+    patterns. Redacting twice changes nothing.
     """
     return _redact(text, _scope.get())
 
@@ -391,6 +236,8 @@ def _attach(handler: logging.Handler) -> None:
 
 _original_add_handler = logging.Logger.addHandler
 _original_handler_format = logging.Handler.format
+_install_lock = threading.Lock()
+_installed = False
 
 
 def _add_handler(self: logging.Logger, hdlr: logging.Handler) -> None:
@@ -441,57 +288,14 @@ def install(key: bytes | str | None = None) -> RedactingFilter:
     path that calls ``Logger.addHandler`` (logging.config, oslo.log).
     Calling it again is harmless; a new key replaces the old one.
     """
-    global _fingerprinter, _installed
-    drew_key = False
-    with _state_lock:
-        if key is not None:
-            _fingerprinter = Fingerprinter(key.encode() if isinstance(key, str) else key)
-        elif _fingerprinter is None:
-            _fingerprinter = Fingerprinter(os.urandom(32))
-            drew_key = True
+    global _installed
+    with _install_lock:
         if not _installed:
             logging.Logger.addHandler = _add_handler  # type: ignore[method-assign]
             logging.Handler.format = _format  # type: ignore[method-assign]
             _installed = True
         for handler in every_handler():
             _attach(handler)
-    if drew_key:
-        _announce_random_key()
+    # After the filters: the notice of a drawn key is logged through them.
+    use_key(key)
     return _FILTER
-
-
-@contextlib.contextmanager
-def request_scope(values: Mapping[str, object] | Iterable[str]) -> Iterator[None]:
-    """Scrub a request's own values by value while the block runs.
-
-    ``values`` is either a mapping from names to values, where a value under a
-    secret-looking name (``auth_token``, ``service_token``, ...) becomes ``***``
-    and any other becomes its fingerprint, or an iterable of values, each of
-    which becomes its fingerprint (never shown, as for a token). Scopes nest;
-    a ContextVar keeps threads and tasks apart.
-    """
-    token = _scope.set(_merged(_scope.get(), values))
-    try:
-        yield
-    finally:
-        _scope.reset(token)
-
-
-def _merged(current: _Scope, values: Mapping[str, object] | Iterable[str]) -> _Scope:
-    """``current.merged(values)``; a first scope from a small dict is kept and reused.
-
-    Measured need: two scopes a request cost 6 us, and one caller's values repeat.
-    """
-    if current is not _EMPTY_SCOPE or type(values) is not dict:
-        return current.merged(values)
-    try:
-        scope = _scopes.get(key := tuple(values.items()))
-    except TypeError:  # an unhashable value
-        return current.merged(values)
-    if scope is None:
-        scope = current.merged(values)
-        if len(repr(key)) <= _SCOPE_KEY_CHARS:  # bounded in bytes: only small scopes
-            if len(_scopes) >= _MAX_SCOPES:
-                _scopes.clear()
-            _scopes[key] = scope
-    return scope

@@ -87,7 +87,7 @@ def _is_request_id(key: str, value: Any) -> bool:
 
     What operators search for, and redaction keeps it too. Only under the
     request id keys: a user id that reads like a request id is still the
-    user's id, scrubbed by value (guard.log.request_scope).
+    user's id, scrubbed by value (guard.logscope.request_scope).
     """
     return (
         key in _REQUEST_ID_KEYS

@@ -39,7 +39,7 @@ from oslo_middleware import request_id as oslo_request_id
 from oslo_middleware import sizelimit
 
 from guard import conf as guard_conf
-from guard import exception, policy
+from guard import exception, logscope, policy
 from guard import log as guard_log
 from guard.accesslog import (
     ENV_CALLER_VALUES,
@@ -181,7 +181,7 @@ def bound_url_cache() -> None:
     CPython 3.11+ caches ``urllib.parse.urlsplit`` (128 entries, keyed by the
     URL), and waitress splits every request's URI with it: 128 unique 150 KB
     paths from clients that never authenticate pin ~50 MiB. guard caches
-    only id-sized values itself (:mod:`guard.log`), and holds the servers it
+    only id-sized values itself (:mod:`guard.logfingerprints`), and holds the servers it
     runs in to the same rule: URLs up to 2 KB still use the cache, longer
     ones are split without it. Process-wide and idempotent; called when a
     guard middleware is built.
@@ -257,7 +257,7 @@ class GuardMiddleware:
         if not authenticated and environ.get("PATH_INFO", "") not in PUBLIC_PATHS:
             return _error(exception.Unauthorized(), request_id)
         caller = _scrub_values(context)
-        with guard_log.request_scope(caller):
+        with logscope.request_scope(caller):
             environ[ENV_LOG_SCOPE] = contextvars.copy_context()  # for the access line
             environ[ENV_CALLER_VALUES] = tuple(caller.values())
             try:

@@ -30,7 +30,7 @@ from typing import Any
 
 from oslo_policy import _checks
 
-from guard.log import fingerprint
+from guard.logfingerprints import fingerprint
 from guard.policy.depth import MAX_DEPTH
 
 # A compiled check: (target, creds) -> the value oslo.policy's check returns.

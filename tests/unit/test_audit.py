@@ -21,6 +21,7 @@ from oslo_context import context as oslo_context
 
 from guard import audit
 from guard import log as guard_log
+from guard.logfingerprints import fingerprint
 
 
 class Sink(logging.Handler):
@@ -91,7 +92,7 @@ def test_a_decision_is_one_json_line_with_fingerprints(sink: Sink) -> None:
     decision_log.close()
     (line,) = sink.lines
     entry = json.loads(line)
-    fp = guard_log.fingerprint
+    fp = fingerprint
     assert entry == {
         "time": entry["time"],
         "request_id": request_id,
@@ -126,7 +127,7 @@ def test_ids_in_a_rule_branch_are_fingerprinted_and_the_line_stays_json(sink: Si
     decide(decision_log, branch=f"project_id:{project}", creds={"user_id": None})
     decision_log.close()
     entry = json.loads(sink.lines[0])
-    assert entry["branch"] == f"project_id:{guard_log.fingerprint(project)}"
+    assert entry["branch"] == f"project_id:{fingerprint(project)}"
     assert entry["user"] is None and entry["roles"] == []
 
 
@@ -209,8 +210,8 @@ def test_the_policy_engine_reports_each_decision(sink: Sink, tmp_path: Path) -> 
     assert (show["action"], show["allowed"]) == ("guard:consumers:show", True)
     assert (delete["action"], delete["allowed"]) == ("guard:consumers:delete", False)
     assert show["request_id"] == context.request_id
-    assert show["user"] == guard_log.fingerprint(user)
-    assert show["target_project"] == guard_log.fingerprint(project)
+    assert show["user"] == fingerprint(user)
+    assert show["target_project"] == fingerprint(project)
     assert show["revision"] == enforcer.revision
     assert show["roles"] == ["reader"]
     assert user not in "".join(sink.lines) and project not in "".join(sink.lines)
@@ -233,7 +234,7 @@ def test_free_text_fields_are_redacted_before_the_line_is_composed(sink: Sink) -
     (line,) = sink.lines
     assert raw not in line and raw.replace("-", "") not in line and token not in line
     entry = json.loads(line)
-    assert entry["roles"] == [f"role-{guard_log.fingerprint(raw)}", "token=***"]
+    assert entry["roles"] == [f"role-{fingerprint(raw)}", "token=***"]
     assert entry["global_request_id"].startswith("req-")  # a request id stays readable
 
 
@@ -326,7 +327,7 @@ def test_cached_redactions_follow_a_new_fingerprint_key(sink: Sink, isolated_ins
     decision_log.close()
     first, second = (json.loads(line)["roles"][0] for line in sink.lines)
     assert first != second
-    assert second == f"r-{guard_log.fingerprint(raw)}"
+    assert second == f"r-{fingerprint(raw)}"
 
 
 def test_what_waits_in_the_queue_is_bounded_in_bytes_whatever_the_caller_sends(
@@ -360,7 +361,7 @@ def test_what_waits_in_the_queue_is_bounded_in_bytes_whatever_the_caller_sends(
     assert decision_log.flush()
     decision_log.close()
     entry = json.loads(sink.lines[-1])
-    assert entry["user"] == guard_log.fingerprint(long_user)  # the same id, the same fingerprint
+    assert entry["user"] == fingerprint(long_user)  # the same id, the same fingerprint
     assert entry["roles"][: audit.MAX_ROLES] == [role.upper() for role in roles[: audit.MAX_ROLES]]
     assert entry["roles"][audit.MAX_ROLES :] == [f"(+{20_000 - audit.MAX_ROLES} more)"]
 
@@ -408,10 +409,10 @@ def test_the_composed_line_is_what_json_dumps_writes(
         "action": redacted(action),
         "allowed": allowed,
         "branch": redacted(branch),
-        "user": guard_log.fingerprint(user) if user else None,
-        "project": guard_log.fingerprint("p1"),
-        "target_project": guard_log.fingerprint("p2"),
-        "target_user": guard_log.fingerprint("u2"),
+        "user": fingerprint(user) if user else None,
+        "project": fingerprint("p1"),
+        "target_project": fingerprint("p2"),
+        "target_user": fingerprint("u2"),
         "roles": [redacted(role) for role in roles],
         "revision": redacted(revision),
         "microseconds": round(microseconds, 1),
@@ -460,19 +461,19 @@ def test_repeated_decisions_share_their_json_but_never_with_another_decision(sin
     decision_log = make_log(sink)
     long_user = "u" * 1000
     decide(decision_log, creds={"user_id": long_user, "roles": ["reader"]})
-    decide(decision_log, creds={"user_id": guard_log.fingerprint(long_user), "roles": ["reader"]})
+    decide(decision_log, creds={"user_id": fingerprint(long_user), "roles": ["reader"]})
     decide(decision_log, creds={"user_id": long_user, "roles": ["reader"]})
     decide(decision_log, creds={"user_id": long_user, "roles": ["reader"]}, allowed=True)
     decide(decision_log, creds={"user_id": long_user, "roles": ["admin"]})
     decision_log.close()
     entries = [json.loads(line) for line in sink.lines]
-    fingerprint = guard_log.fingerprint(long_user)
+    printed = fingerprint(long_user)
     assert [entry["user"] for entry in entries] == [
-        fingerprint,
-        guard_log.fingerprint(fingerprint),
-        fingerprint,
-        fingerprint,
-        fingerprint,
+        printed,
+        fingerprint(printed),
+        printed,
+        printed,
+        printed,
     ]
     assert [entry["allowed"] for entry in entries] == [False, False, False, True, False]
     assert [entry["roles"] for entry in entries][-1] == ["admin"]

@@ -1,7 +1,8 @@
-"""guard.log: fingerprints, the redaction patterns, the filter on real handlers."""
+"""guard.log and its parts: fingerprints, request scopes, the patterns, the filter on handlers."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import logging
@@ -16,6 +17,9 @@ import pytest
 from oslo_context import context as oslo_context
 
 from guard import log as guard_log
+from guard import logfingerprints, logscope
+from guard.logfingerprints import fingerprint
+from guard.logscope import request_scope
 
 FINGERPRINT_RE = re.compile(r"<id:[0-9a-f]{8}>")
 
@@ -56,47 +60,47 @@ def output(lg: logging.Logger) -> str:
 def test_fingerprint_is_the_same_for_every_spelling_of_an_id() -> None:
     value = uuid.uuid4()
     spellings = {str(value), str(value).upper(), value.hex, value.hex.upper()}
-    prints = {guard_log.fingerprint(spelling) for spelling in spellings}
+    prints = {fingerprint(spelling) for spelling in spellings}
     assert len(prints) == 1
     assert FINGERPRINT_RE.fullmatch(prints.pop())
 
 
 def test_fingerprint_separates_ids_and_depends_on_the_key() -> None:
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    keyed = guard_log.Fingerprinter(b"deployment key")
+    keyed = logfingerprints.Fingerprinter(b"deployment key")
     assert keyed(first) != keyed(second)
-    assert keyed(first) == guard_log.Fingerprinter(b"deployment key")(first.upper())
-    assert keyed(first) != guard_log.Fingerprinter(b"another key")(first)
+    assert keyed(first) == logfingerprints.Fingerprinter(b"deployment key")(first.upper())
+    assert keyed(first) != logfingerprints.Fingerprinter(b"another key")(first)
 
 
 @pytest.mark.usefixtures("isolated_install")
 def test_install_with_a_key_makes_fingerprints_stable() -> None:
     value = str(uuid.uuid4())
     guard_log.install(b"k1")
-    first = guard_log.fingerprint(value)
+    first = fingerprint(value)
     guard_log.install()  # no key given: the configured one stays
-    assert guard_log.fingerprint(value) == first
+    assert fingerprint(value) == first
     guard_log.install("k1")  # as oslo.config hands it over
-    assert guard_log.fingerprint(value) == first
+    assert fingerprint(value) == first
     guard_log.install(b"k2")
-    assert guard_log.fingerprint(value) != first
+    assert fingerprint(value) != first
 
 
 @pytest.mark.usefixtures("isolated_install")
 def test_without_a_key_a_random_one_is_drawn_once_with_a_notice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(guard_log, "_fingerprinter", None)
+    monkeypatch.setattr(logfingerprints, "_fingerprinter", None)
     notices = ListHandler()
-    guard_log.LOG.addHandler(notices)
+    logfingerprints.LOG.addHandler(notices)
     try:
         value = str(uuid.uuid4())
-        first = guard_log.fingerprint(value)
-        assert guard_log.fingerprint(value) == first
+        first = fingerprint(value)
+        assert fingerprint(value) == first
         guard_log.install()
-        assert guard_log.fingerprint(value) == first
+        assert fingerprint(value) == first
     finally:
-        guard_log.LOG.removeHandler(notices)
+        logfingerprints.LOG.removeHandler(notices)
     assert len(notices.lines) == 1
     assert "will not match across processes" in notices.lines[0]
 
@@ -172,7 +176,7 @@ def test_ids_become_fingerprints_and_request_ids_stay() -> None:
     redacted = guard_log.redact(text)
     assert str(value) not in redacted.lower()
     assert value.hex not in redacted.lower()
-    assert redacted.count(guard_log.fingerprint(str(value))) == 3
+    assert redacted.count(fingerprint(str(value))) == 3
     assert request_id in redacted
     assert len(FINGERPRINT_RE.findall(redacted)) == 4
 
@@ -185,10 +189,10 @@ def test_ids_inside_longer_hex_runs_and_64_hex_ids_are_fingerprinted() -> None:
     redacted = guard_log.redact(text)
     for raw in (mapping_id, str(value), value.hex):
         assert raw not in redacted.lower()
-    assert redacted.count(guard_log.fingerprint(mapping_id)) == 2
+    assert redacted.count(fingerprint(mapping_id)) == 2
     assert len(FINGERPRINT_RE.findall(redacted)) == 4
     assert guard_log.redact(f"req-{value}") == f"req-{value}"
-    assert guard_log.redact(f"req-{value}0") == f"req-{guard_log.fingerprint(f'{value}0')}"
+    assert guard_log.redact(f"req-{value}0") == f"req-{fingerprint(f'{value}0')}"
 
 
 @pytest.mark.parametrize(
@@ -224,7 +228,7 @@ def test_positional_and_dict_arguments_are_redacted_after_formatting(
     logger.info("consumer %s token=%s", value, "tok-AAA111")
     logger.info("consumer %(uuid)s password=%(pw)s", {"uuid": value, "pw": "hunter2"})
     lines = logger.handlers[0].lines  # type: ignore[attr-defined]
-    print_ = guard_log.fingerprint(value)
+    print_ = fingerprint(value)
     assert lines == [f"INFO consumer {print_} token=***", f"INFO consumer {print_} password=***"]
     record = logger.handlers[0].records[0]  # type: ignore[attr-defined]
     assert record.args == ()
@@ -246,15 +250,15 @@ def test_extra_fields_are_redacted_nested_and_by_name(logger: logging.Logger) ->
         },
     )
     record = logger.handlers[0].records[0]  # type: ignore[attr-defined]
-    fingerprint = guard_log.fingerprint(value)
-    assert record.consumer == fingerprint
+    printed = fingerprint(value)
+    assert record.consumer == printed
     assert record.token == "***"
     assert record.nested == {
-        "ids": [fingerprint, (fingerprint,)],
+        "ids": [printed, (printed,)],
         "headers": {"X-Auth-Token": "***"},
     }
-    assert record.context["user"] == fingerprint  # oslo.log formatters read this dict
-    assert record.context["user_identity"].startswith(f"{fingerprint} p1 ")
+    assert record.context["user"] == printed  # oslo.log formatters read this dict
+    assert record.context["user_identity"].startswith(f"{printed} p1 ")
     assert record.context["auth_token"] == "***"
     assert record.count == 3
     assert "tok-" not in repr(record.__dict__)
@@ -304,19 +308,18 @@ def test_two_filtered_handlers_give_the_same_line() -> None:
     lg.addHandler(second)
     value = str(uuid.uuid4())
     lg.warning("id %s token: %s", value, "tok-AAA111")
-    assert first.lines == second.lines == [f"WARNING id {guard_log.fingerprint(value)} token: ***"]
+    assert first.lines == second.lines == [f"WARNING id {fingerprint(value)} token: ***"]
 
 
 # -- request scope --------------------------------------------------------------
 
 
 def test_request_scope_scrubs_its_values_by_value(logger: logging.Logger) -> None:
-    with guard_log.request_scope(
+    with request_scope(
         {"auth_token": "opaque-tok", "user_id": "alice", "project_id": "p1", "roles": None}
     ):
         logger.info("user alice of p1 sent opaque-tok; alice2 and ap1 are other words")
     logger.info("after: alice")
-    fingerprint = guard_log.fingerprint
     assert logger.handlers[0].lines == [  # type: ignore[attr-defined]
         f"INFO user {fingerprint('alice')} of {fingerprint('p1')} sent ***; "
         "alice2 and ap1 are other words",
@@ -331,27 +334,25 @@ def test_a_reused_request_scope_scrubs_as_a_fresh_one_and_the_reuse_is_bounded()
     text = "alice of p1 sent opaque-tok"
     seen = []
     for _ in range(3):
-        with guard_log.request_scope(dict(values)):
+        with request_scope(dict(values)):
             seen.append(guard_log.redact(text))
-    with guard_log.request_scope({**values, "user_name": "bob"}):
+    with request_scope({**values, "user_name": "bob"}):
         other = guard_log.redact(text)
-    fingerprint = guard_log.fingerprint
     expected = f"{fingerprint('alice')} of {fingerprint('p1')} sent ***"
     assert seen == [expected] * 3
     assert other == f"alice of {fingerprint('p1')} sent ***"
-    for number in range(3 * guard_log._MAX_SCOPES):
-        with guard_log.request_scope({"user_id": f"u{number}"}):
+    for number in range(3 * logscope._MAX_SCOPES):
+        with request_scope({"user_id": f"u{number}"}):
             pass
-    assert 0 < len(guard_log._scopes) <= guard_log._MAX_SCOPES
-    with guard_log.request_scope({"user_id": "u1", "auth_token": "t" * 2000}):
+    assert 0 < len(logscope._scopes) <= logscope._MAX_SCOPES
+    with request_scope({"user_id": "u1", "auth_token": "t" * 2000}):
         pass
-    assert all(len(repr(key)) <= guard_log._SCOPE_KEY_CHARS for key in guard_log._scopes)
+    assert all(len(repr(key)) <= logscope._SCOPE_KEY_CHARS for key in logscope._scopes)
 
 
 def test_request_scope_with_a_list_fingerprints_every_value(logger: logging.Logger) -> None:
-    with guard_log.request_scope(["opaque-tok", "alice"]), guard_log.request_scope({"x": "p1"}):
+    with request_scope(["opaque-tok", "alice"]), request_scope({"x": "p1"}):
         logger.info("opaque-tok alice p1")
-    fingerprint = guard_log.fingerprint
     assert output(logger) == (
         f"INFO {fingerprint('opaque-tok')} {fingerprint('alice')} {fingerprint('p1')}"
     )
@@ -362,7 +363,7 @@ def test_request_scopes_of_two_threads_do_not_mix(logger: logging.Logger) -> Non
     lines: dict[str, str] = {}
 
     def request(own: str, other: str) -> None:
-        with guard_log.request_scope({"auth_token": own}):
+        with request_scope({"auth_token": own}):
             barrier.wait()  # both scopes are active now
             lines[own] = guard_log.redact(f"mine={own}. other {other}")
             barrier.wait()
@@ -424,7 +425,7 @@ def test_handlers_from_dict_config_after_install_redact() -> None:
     try:
         value = str(uuid.uuid4())
         lg.warning("consumer %s X-Auth-Token: %s", value, "tok-AAA111")
-        assert stream.getvalue() == f"consumer {guard_log.fingerprint(value)} X-Auth-Token: ***\n"
+        assert stream.getvalue() == f"consumer {fingerprint(value)} X-Auth-Token: ***\n"
     finally:
         lg.handlers = []
 
@@ -440,9 +441,9 @@ def test_the_shipped_logging_conf_loads_and_redacts(
     logging.getLogger("guard.audit").info('{"user": "%s"}', value)
     logging.getLogger("guard.access").info("GET /consumers/%s 200", value)
     out, err = capsys.readouterr()
-    fingerprint = guard_log.fingerprint(value)
-    assert f'{{"user": "{fingerprint}"}}\n' in out
-    assert f"INFO guard.access GET /consumers/{fingerprint} 200" in err
+    printed = fingerprint(value)
+    assert f'{{"user": "{printed}"}}\n' in out
+    assert f"INFO guard.access GET /consumers/{printed} 200" in err
     assert value not in out + err
 
 
@@ -485,32 +486,42 @@ def test_oslo_log_output_is_redacted_context_and_error_summary_too(tmp_path: Pat
     text = log_file.read_text()
     for raw in (user, project, consumer, "tok-AAA111"):
         assert raw not in text
-    assert guard_log.fingerprint(user) in text  # oslo.log's [req user project] prefix
-    assert f"RuntimeError: consumer {guard_log.fingerprint(consumer)} token=***" in text
+    assert fingerprint(user) in text  # oslo.log's [req user project] prefix
+    assert f"RuntimeError: consumer {fingerprint(consumer)} token=***" in text
     for handler in logging.getLogger().handlers:
         handler.close()
 
 
 @pytest.mark.parametrize(
-    ("module", "allowed"), [("guard.log", 4), ("guard.logpatterns", 0), ("guard.logrecords", 0)]
+    ("module", "allowed"),
+    [
+        (
+            "guard.log",
+            {"guard.logpatterns", "guard.logfingerprints", "guard.logscope", "guard.logrecords"},
+        ),
+        ("guard.logscope", {"guard.logpatterns", "guard.logfingerprints"}),
+        ("guard.logfingerprints", {"guard.logpatterns"}),
+        ("guard.logpatterns", set()),
+        ("guard.logrecords", set()),
+    ],
 )
-def test_stdlib_only_module(module: str, allowed: int) -> None:
-    """guard.log is near the bottom of the layers: it imports nothing of guard but its
-    patterns and its records."""
+def test_stdlib_only_module(module: str, allowed: set[str]) -> None:
+    """The redaction is near the bottom of the layers: its modules import nothing of guard
+    but each other, downwards, and guard.log the records of guard's own lines."""
     source = sys.modules[module].__file__
     assert source is not None
     with open(source, encoding="utf-8") as handle:
-        imports = [line for line in handle if line.startswith(("import ", "from "))]
-    guard_imports = [line for line in imports if "guard" in line]
-    assert (
-        guard_imports
-        == [
-            "from guard import logpatterns as patterns\n",
-            "from guard.logrecords import OWN_LINE as _OWN_LINE\n",
-            "from guard.logrecords import OWN_LINE_MARK as _MARK\n",
-            "from guard.logrecords import make_record, redact_around\n",
-        ][:allowed]
-    )
+        tree = ast.parse(handle.read())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "guard":
+            imported.update(f"guard.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    guard_imports = {name for name in imported if name.split(".")[0] == "guard"}
+    assert guard_imports == allowed
 
 
 @pytest.mark.usefixtures("isolated_install")
@@ -531,9 +542,7 @@ def test_guards_own_lines_through_oslo_log_keep_the_line_and_redact_the_context(
     previous = oslo_context.get_current()
     # The thread's current context, as the middleware makes each request's.
     context = oslo_context.RequestContext(user_id=user, project_id=project, overwrite=True)
-    line = (
-        f"GET /consumers/{guard_log.fingerprint(consumer)} 200 2 bytes 9 us {context.request_id}"
-    )
+    line = f"GET /consumers/{fingerprint(consumer)} 200 2 bytes 9 us {context.request_id}"
     try:
         guard_log.log_redacted(logging.getLogger("guard.access"), logging.INFO, line)
     finally:
@@ -547,5 +556,5 @@ def test_guards_own_lines_through_oslo_log_keep_the_line_and_redact_the_context(
     for handler in logging.getLogger().handlers:
         handler.close()
     assert user not in text and project not in text and consumer not in text
-    assert guard_log.fingerprint(user) in text
+    assert fingerprint(user) in text
     assert line in text or "%(message)s%" in line_format  # glued: the whole text's pass

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from guard import log as guard_log
+from guard.logfingerprints import fingerprint
+from guard.logscope import request_scope
 from tests.fixtures.logleak import LogLeakDetector, find_leaks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,14 +23,14 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
 def _fingerprint_key_drawn() -> None:
     """Draw the per-process key now, so its one-time notice is not among the lines captured."""
-    guard_log.fingerprint("warm-up")
+    fingerprint("warm-up")
 
 
 def test_find_leaks_sees_raw_ids_in_every_spelling_but_not_request_ids() -> None:
     value = uuid.uuid4()
     for spelling in (str(value), str(value).upper(), value.hex, value.hex.upper()):
         assert find_leaks([f"consumer={spelling}."], set()), spelling
-    assert find_leaks([f"req-{value} {guard_log.fingerprint(str(value))} {'a' * 31}"], set()) == []
+    assert find_leaks([f"req-{value} {fingerprint(str(value))} {'a' * 31}"], set()) == []
     assert find_leaks([f"REQ-{value}x{value}"], set())  # only the second is a request id's
     # Glued into a longer hex run, 64-hex keystone ids, any run of 32 or more.
     for text in (f"a{value}", f"req-{value}0", value.hex + value.hex, "f" * 40):
@@ -73,14 +74,14 @@ def test_the_detector_opens_every_logger_and_restores_them() -> None:
         quiet.setLevel(logging.NOTSET)
         alone.propagate = True
     assert restored == (logging.ERROR, False, [], True, logging.CRITICAL, root_level)
-    fingerprint = guard_log.fingerprint(value)
+    printed = fingerprint(value)
     lines = detector.lines
-    assert lines[0] == f"guard.test.leak.quiet DEBUG quiet {fingerprint}"
+    assert lines[0] == f"guard.test.leak.quiet DEBUG quiet {printed}"
     assert lines[1] == "guard.test.leak.alone DEBUG alone token=***"
     assert lines[2] == "guard.test.leak.off INFO off"
     assert lines[3].startswith("guard.test.leak ERROR failed\nTraceback")
-    assert f"KeyError: '{fingerprint}'" in lines[3]
-    assert f"'consumer': {{'ids': ['{fingerprint}']}}" in lines[4]
+    assert f"KeyError: '{printed}'" in lines[3]
+    assert f"'consumer': {{'ids': ['{printed}']}}" in lines[4]
     assert detector.leaks() == []
 
 
@@ -90,7 +91,7 @@ def test_declared_values_are_leaks_unless_the_request_scope_scrubs_them() -> Non
     try:
         detector.sensitive("opaque-tok-1", "")
         lg = logging.getLogger("guard.test.leak.scope")
-        with guard_log.request_scope({"auth_token": "opaque-tok-1"}):
+        with request_scope({"auth_token": "opaque-tok-1"}):
             lg.info("sent %s", "opaque-tok-1")
         lg.info("later", extra={"header": "opaque-tok-1"})
     finally:
@@ -112,7 +113,7 @@ def test_the_capture_leaves_the_record_untouched_for_other_handlers() -> None:
     finally:
         detector.stop()
         lonely.propagate = True
-    assert detector.lines == [f"guard.test.leak.lonely INFO id {guard_log.fingerprint(value)}"]
+    assert detector.lines == [f"guard.test.leak.lonely INFO id {fingerprint(value)}"]
     assert (record.msg, record.args) == ("id %s", (value,))
 
 

@@ -30,7 +30,9 @@ from oslo_log import log as oslo_log
 from guard import conf as guard_conf
 from guard import log as guard_log
 from guard import logformat, logsetup
+from guard.logfingerprints import fingerprint
 from guard.logrecords import OWN_LINE, OWN_LINE_MARK, make_record, redact_around
+from guard.logscope import request_scope
 
 # No hex digit, no digit, no secret's key: text redaction leaves alone.
 PLAIN = st.text(alphabet="ghijlmnopqrstuvwxyz", min_size=1, max_size=12)
@@ -263,7 +265,7 @@ def test_a_user_id_that_reads_like_a_request_id_is_scrubbed_as_the_users(
     oslo_context.RequestContext(
         user_id=user, project_id="p", request_id=request_id, overwrite=True
     )
-    with guard_log.request_scope({"user_id": user, "project_id": "p"}):
+    with request_scope({"user_id": user, "project_id": "p"}):
         text = guard.format(own_line("the line"))
     assert inner not in text
     assert request_id in text  # a request id of its own stays readable
@@ -288,14 +290,14 @@ def test_what_the_one_pass_path_does_not_cover_is_oslos_text_redacted(
     user, request_id = str(uuid.uuid4()), f"req-{uuid.uuid4()}"
     extra = {"request_id": request_id, "overwrite": True, **context_extra}
     record = own_line("the line", level)
-    oslo_context.RequestContext(user_id=guard_log.fingerprint(user), **extra)  # type: ignore[arg-type]
+    oslo_context.RequestContext(user_id=fingerprint(user), **extra)  # type: ignore[arg-type]
     theirs, _, _, _ = both(oslo, guard, record)
     context = oslo_context.RequestContext(user_id=user, **extra)  # type: ignore[arg-type]
     assert context is oslo_context.get_current()
     assert guard._format_own_line(copy.copy(record)) is None
     _, ours, _, our_record = both(oslo, guard, record)
     assert ours == redact_around(theirs, "the line", guard_log.redact)
-    assert guard_log.fingerprint(user) in ours and user not in ours
+    assert fingerprint(user) in ours and user not in ours
     assert "context" not in our_record
 
 
@@ -315,7 +317,7 @@ def test_a_name_glued_to_another_value_is_redacted_in_oslos_text_too(
     )
     record = own_line("the line")
     assert guard._format_own_line(copy.copy(record)) is None
-    with guard_log.request_scope({"user_name": "user-alice"}):
+    with request_scope({"user_name": "user-alice"}):
         text = guard.format(record)
     assert "alice" not in text
 
@@ -353,10 +355,8 @@ def test_own_lines_carry_no_raw_id_name_or_token(
     ]
     raw += [role for role in values["roles"]]  # type: ignore[attr-defined]
     oslo_context.RequestContext(overwrite=True, auth_token=token, **values)  # type: ignore[arg-type]
-    # The middleware scrubs the caller's names by value (guard.log.request_scope).
-    with guard_log.request_scope(
-        {"user_name": values["user_name"], "project_name": values["project_name"]}
-    ):
+    # The middleware scrubs the caller's names by value (guard.logscope.request_scope).
+    with request_scope({"user_name": values["user_name"], "project_name": values["project_name"]}):
         text = guard.format(own_line("the line"))
     assert token not in text
     for value in raw:
@@ -434,7 +434,7 @@ def test_other_lines_show_the_contexts_values_redacted_each_on_its_own(
         oslo_context.RequestContext(
             user_name="alicename", project_domain_id=str(uuid.uuid4()), overwrite=True
         )
-        with guard_log.request_scope({"user_name": "alicename"}):
+        with request_scope({"user_name": "alicename"}):
             logging.getLogger("sqlalchemy.engine.Engine").warning("BEGIN (implicit)")
         for handler in root.handlers:
             handler.flush()

@@ -9,7 +9,7 @@ from oslo_config import cfg
 from oslo_context import context
 from oslo_policy import _checks, policy
 
-from guard.log import fingerprint
+from guard.logfingerprints import fingerprint
 from guard.policies import InvalidDefaultsFile, list_rules, load_rule_defaults
 from guard.policy import Enforcer, make_enforcer
 from guard.policy.creds import creds_dict

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from guard import audit
+from guard import audit, logfingerprints
 from guard import log as guard_log
 from guard.tools.bench import BenchResult, rate
 
@@ -100,7 +100,7 @@ def _filter_results(quick: bool) -> list[BenchResult]:
     redacted = _stream_logger(redacted=True)
     request_id = f"req-{uuid.uuid4()}"
     consumer = str(uuid.uuid4())
-    path = f"/consumers/{guard_log.fingerprint(consumer)}"
+    path = f"/consumers/{logfingerprints.fingerprint(consumer)}"
     records: dict[str, Callable[[logging.Logger], None]] = {
         "typical access line": lambda lg: lg.info(
             "%s %s %d %.1fms %s", "GET", path, 200, 3.2, request_id
