@@ -161,8 +161,52 @@ class RequestContext(oslo_context.RequestContext):
         return values
 
     def get_logging_values(self) -> dict[str, Any]:
-        """Logging values, with both the user and the service token masked."""
-        values = super().get_logging_values()
+        """oslo.context's logging values, with both the user and the service token masked.
+
+        The same keys, order and values as oslo's ``get_logging_values()``
+        over this class's ``to_dict()``, made in one dict. Measured need:
+        oslo.log's formatter asks for them on every line of a request, and
+        oslo's two dicts and three calls were a third of guard's fast path
+        through it. A subclass with its own ``to_dict()`` gets oslo's way.
+        """
+        if type(self).to_dict is not RequestContext.to_dict:
+            values = super().get_logging_values()
+            if self.service_token:
+                values["service_token"] = _MASK
+            return values
+        auth_token = self.auth_token
+        user_id, project_id, domain_id = self.user_id, self.project_id, self.domain_id
+        user_domain_id, project_domain_id = self.user_domain_id, self.project_domain_id
+        values = {
+            "user_name": self.user_name,
+            "project_name": self.project_name,
+            "domain_name": self.domain_name,
+            "user_domain_name": self.user_domain_name,
+            "project_domain_name": self.project_domain_name,
+            "user": user_id,
+            "project_id": project_id,
+            "system_scope": self.system_scope,
+            "project": project_id,
+            "domain": domain_id,
+            "user_domain": user_domain_id,
+            "project_domain": project_domain_id,
+            "is_admin": self.is_admin,
+            "read_only": self.read_only,
+            "show_deleted": self.show_deleted,
+            "auth_token": _MASK if auth_token else None,
+            "request_id": self.request_id,
+            "global_request_id": self.global_request_id,
+            "resource_uuid": self.resource_uuid,
+            "roles": self.roles,
+            "user_identity": self.user_idt_format.format(
+                user=user_id or "-",
+                project_id=project_id or "-",
+                domain=domain_id or "-",
+                user_domain=user_domain_id or "-",
+                p_domain=project_domain_id or "-",
+            ),
+            "is_admin_project": self.is_admin_project,
+        }
         if self.service_token:
             values["service_token"] = _MASK
         return values

@@ -14,6 +14,7 @@ import copy
 import io
 import logging
 import os
+import re
 import sys
 import time
 import uuid
@@ -415,6 +416,28 @@ def test_times_are_oslos_across_seconds_folds_and_zones(conf: cfg.ConfigOpts, zo
         time.tzset()
 
 
+@pytest.mark.usefixtures("thread_context")
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    second=st.integers(min_value=0, max_value=4_000_000_000),
+    micro=st.integers(min_value=0, max_value=999_999),
+    offset=st.sampled_from([0.0, 0.5e-6, -0.5e-6, 0.49e-6, 0.51e-6, 1e-9, -1e-9]),
+)
+def test_isotime_is_oslos_for_any_instant(
+    conf: cfg.ConfigOpts, second: int, micro: int, offset: float
+) -> None:
+    """Microseconds rounded as datetime rounds them, ties and carries into the next second too."""
+    conf.set_override("logging_default_format_string", "%(isotime)s %(message)s")
+    oslo, guard = formatters(conf)
+    set_context(None)
+    record = own_line("tick", at=max(0.0, second + micro / 1e6 + offset))
+    theirs, ours, their_record, our_record = both(oslo, guard, record)
+    assert ours == theirs
+    assert our_record["isotime"] == their_record["isotime"]
+
+
 @pytest.mark.usefixtures("thread_context", "isolated_install")
 def test_other_lines_show_the_contexts_values_redacted_each_on_its_own(
     tmp_path: pytest.TempPathFactory,
@@ -500,3 +523,22 @@ def test_setup_puts_guards_formatter_in_place_of_oslos(tmp_path: pytest.TempPath
             if handler not in saved:
                 handler.close()
         root.handlers = saved
+
+
+_ID_CHARS = "0123456789abcdefABCDEFreqREQ-xK\u212a\u0130\u017f\u0131"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(alphabet=_ID_CHARS, min_size=38, max_size=42),
+        st.uuids().map(lambda value: f"req-{value}"),
+        st.uuids().map(lambda value: f"REQ-{str(value).upper()}"),
+    )
+)
+def test_a_request_id_is_what_the_case_blind_pattern_takes(text: str) -> None:
+    """Kept as a request id exactly when ``req-<uuid>`` matches it, in any case."""
+    case_blind = re.compile(r"req-[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}", re.IGNORECASE)
+    expected = case_blind.fullmatch(text) is not None
+    assert logformat._is_request_id("request_id", text) is expected
+    assert logformat._is_request_id("user_id", text) is False
