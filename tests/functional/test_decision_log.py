@@ -58,6 +58,15 @@ def test_list_requests_are_one_line_each_and_sigterm_writes_them(tmp_path: Path)
         assert raw not in stderr
 
 
+def _list_pids(stderr: str) -> set[str]:
+    """The pids of the workers that answered a list (access lines, oslo.log's ``%(process)d``)."""
+    return {
+        line.split()[2]
+        for line in stderr.splitlines()
+        if " guard.access " in line and " GET /consumers " in line
+    }
+
+
 def test_gunicorn_workers_write_their_queued_decisions_on_sigterm(tmp_path: Path) -> None:
     """``guard serve --workers 2``: SIGTERM to the master, every worker's queue written."""
     reader = identity_headers("auditor-u1", "auditor-p1", ["reader"])
@@ -71,8 +80,13 @@ def test_gunicorn_workers_write_their_queued_decisions_on_sigterm(tmp_path: Path
                 if time.monotonic() > deadline:
                     raise
             time.sleep(0.1)
+        # On new connections until both workers have answered (their access
+        # lines carry their pids): on a busy machine one may take many first.
+        while len(_list_pids(server.stderr())) < 2:
+            assert time.monotonic() < deadline, "the second worker never answered"
+            assert http("GET", f"{server.url}/consumers", reader)[0] == 200
         request_ids = []
-        for _ in range(40):  # on new connections: both workers answer some
+        for _ in range(40):
             status, headers, _ = http("GET", f"{server.url}/consumers", reader)
             assert status == 200
             request_ids.append(headers["X-Openstack-Request-Id"])
