@@ -20,6 +20,7 @@ from oslo_config import cfg
 from oslo_policy import opts
 
 from guard.policy.errors import PolicyFileError, Problem
+from guard.policy.reload import read_policy_text
 
 #: oslo.policy's default ``[oslo_policy] policy_file``: not finding it means the defaults.
 OSLO_DEFAULT_POLICY_FILE = "policy.yaml"
@@ -47,14 +48,15 @@ def command_line_path(path: str) -> str:
 
 def _check_readable(named: str, path: str) -> str:
     try:
-        with open(path, "rb"):
-            pass
+        read_policy_text(path)
     except FileNotFoundError:
         raise PolicyFileMissing(named, path, "no such file") from None
     except IsADirectoryError:
         raise PolicyFileMissing(named, path, "is a directory, not a file") from None
     except OSError as exc:
         raise PolicyFileMissing(named, path, f"cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        pass  # read, and refused with its line by the validation that follows
     return path
 
 

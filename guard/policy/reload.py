@@ -20,8 +20,10 @@ truncated. A :class:`PolicySource`:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +64,30 @@ class PolicyFiles:
     def present(self) -> bool:
         """Whether there is any policy file at all (or a problem reading one)."""
         return bool(self.main or self.directory_files or self.unreadable)
+
+
+def read_policy_text(path: str) -> str:
+    """The text of the policy file at ``path``; never blocks on what is not a file.
+
+    The file is opened without blocking and checked to be a regular file
+    before it is read: a FIFO put in its place blocked the reader forever (the
+    start, the tools, or a request thread holding the reload lock, after
+    which no edit was ever applied again), and a device never ends. Raises
+    OSError (``IsADirectoryError`` for a directory, "not a regular file" for
+    the others) or UnicodeDecodeError.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        os.set_blocking(descriptor, True)
+        with open(descriptor, encoding="utf-8", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(descriptor)
 
 
 _Entry = tuple[str, int, int, int, int] | tuple[str, None, None, None, None]
@@ -168,8 +194,7 @@ class PolicySource:
         main_missing = main_unreadable = None
         for path in ([main] if main else []) + directory_files:
             try:
-                with open(path, encoding="utf-8") as handle:
-                    text = handle.read()
+                text = read_policy_text(path)
             except (OSError, UnicodeDecodeError) as exc:
                 if isinstance(exc, FileNotFoundError):
                     if path == main:

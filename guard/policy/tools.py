@@ -16,6 +16,7 @@ import os
 import sys
 
 from guard.policy.enforcer import Enforcer
+from guard.policy.reload import read_policy_text
 from guard.policy.validate import parse_policy_text
 
 
@@ -42,8 +43,7 @@ class ToolEnforcer(Enforcer):
         problems = []
         for path in paths:
             try:
-                with open(path, encoding="utf-8") as handle:
-                    text = handle.read()
+                text = read_policy_text(path)
             except (OSError, UnicodeDecodeError):
                 continue
             parsed = parse_policy_text(text, os.path.basename(path))
