@@ -158,8 +158,12 @@ def undecodable(environ: dict[str, Any]) -> bool:
 
 
 def _scrub_values(context: RequestContext) -> dict[str, str]:
-    """This request's tokens, and its user's and project's ids and names (no
-    pattern tells a name from a word), for the log filter to scrub by value."""
+    """This request's tokens, and its user's, project's and domains' ids and names
+    (no pattern tells a name from a word), for the log filter to scrub by value.
+
+    The domains' too: oslo.log's default identity format and its JSON
+    formatter show the domain ids, the JSON formatter the domain names.
+    """
     values = {
         "auth_token": context.auth_token,
         "service_token": context.service_token,
@@ -171,6 +175,16 @@ def _scrub_values(context: RequestContext) -> dict[str, str]:
         "project_name": context.project_name,
         "service_user_name": context.service_user_name,
         "service_project_name": context.service_project_name,
+        "domain_id": context.domain_id,
+        "user_domain_id": context.user_domain_id,
+        "project_domain_id": context.project_domain_id,
+        "domain_name": context.domain_name,
+        "user_domain_name": context.user_domain_name,
+        "project_domain_name": context.project_domain_name,
+        "service_user_domain_id": context.service_user_domain_id,
+        "service_project_domain_id": context.service_project_domain_id,
+        "service_user_domain_name": context.service_user_domain_name,
+        "service_project_domain_name": context.service_project_domain_name,
     }
     return {name: value for name, value in values.items() if value}
 

@@ -64,6 +64,13 @@ def test_json_formatter_lines_carry_no_raw_id_or_name(tmp_path: Path) -> None:
     user, project = f"ldap-user-{tag}", f"ldap-project-{tag}"
     user_name, project_name = f"alice.smith.{tag}", f"finance.team.{tag}"
     numeric_project = f"4711{int(tag, 16)}"
+    # Domains too: the JSON context holds their names, its user_identity their ids.
+    domains = {
+        "X-User-Domain-Id": f"users-domain-{tag}",
+        "X-User-Domain-Name": f"Users.Domain.{tag}",
+        "X-Project-Domain-Id": f"projects-domain-{tag}",
+        "X-Project-Domain-Name": f"Projects.Domain.{tag}",
+    }
     other_project, other_user = f"other-project-{tag}", f"other-user-{tag}"
     headers = {
         "X-Identity-Status": "Confirmed",
@@ -72,6 +79,7 @@ def test_json_formatter_lines_carry_no_raw_id_or_name(tmp_path: Path) -> None:
         "X-Project-Id": project,
         "X-Project-Name": project_name,
         "X-Roles": "member,reader",
+        **domains,
     }
     admin = {**headers, "X-Roles": "admin,member,reader"}
     body = {"project_id": other_project, "user_id": other_user, "consumer_generation": None}
@@ -92,6 +100,7 @@ def test_json_formatter_lines_carry_no_raw_id_or_name(tmp_path: Path) -> None:
     assert len(access) == 5, lines[-5:]
     assert all(line["context"]["request_id"].startswith("req-") for line in access)
     assert "limit=5" in access[2]["message"]  # the API's own numbers stay readable
+    assert access[0]["context"]["user_domain_name"].startswith("<id:")  # shown, redacted
     text = "\n".join(lines)
     for raw in (
         user,
@@ -101,5 +110,6 @@ def test_json_formatter_lines_carry_no_raw_id_or_name(tmp_path: Path) -> None:
         numeric_project,
         other_project,
         other_user,
+        *domains.values(),
     ):
         assert raw not in text, [line for line in lines if raw in line][:2]
