@@ -121,6 +121,10 @@ def run_version(args: argparse.Namespace) -> int:
     head = migration.head()
     print(f"database schema at revision {revision or 'none'} (head: {head})")
     if revision != head:
+        unknown = migration.unknown_revisions([revision] if revision else [])
+        if unknown:  # no upgrade reaches the head from there
+            print(f"guard db version: {migration.unknown_revision_help(unknown)}", file=sys.stderr)
+            return 1
         state = "has no schema" if revision is None else "is not at the head"
         print(f"guard db version: the database {state}: {NOT_AT_HEAD_HELP}", file=sys.stderr)
         return 1

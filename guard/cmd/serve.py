@@ -32,6 +32,7 @@ from guard import conf as guard_conf
 from guard.cmd import config
 from guard.cmd.parse_errors import answer_parse_errors_in_json
 from guard.db import errors as db_errors
+from guard.db import migration
 from guard.policy.paths import resolve_policy_file
 from guard.tools import demo
 
@@ -144,6 +145,8 @@ def serve(args: argparse.Namespace) -> int:
         cause = error.__cause__ if isinstance(error, exception.Unavailable) else error
         if isinstance(cause, sqlalchemy.exc.SQLAlchemyError):
             detail = db_errors.describe(cause)
+        elif isinstance(error, migration.MigrationError):  # guard's own words
+            detail = str(error)
         else:
             detail = type(error).__name__
         print(f"guard serve: cannot use the database: {detail}", file=sys.stderr)

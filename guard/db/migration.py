@@ -13,11 +13,12 @@ IMMEDIATE``); the later ones then find the schema current and change nothing.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import sqlalchemy
 from alembic import command
+from alembic import util as alembic_util
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -49,17 +50,55 @@ def alembic_config(url: str = "") -> Config:
     return config
 
 
+class MigrationError(ValueError):
+    """The schema cannot be migrated as asked; the message says why, for the operator."""
+
+
+def unknown_revisions(revisions: Iterable[str]) -> list[str]:
+    """Those of ``revisions`` that are not revisions of guard's migrations."""
+    script = ScriptDirectory.from_config(alembic_config())
+    unknown = []
+    for revision in revisions:
+        try:
+            known = script.get_revision(revision) is not None
+        except alembic_util.CommandError:
+            known = False
+        if not known:
+            unknown.append(revision)
+    return unknown
+
+
+def unknown_revision_help(unknown: list[str]) -> str:
+    """What to tell the operator of a database at revisions guard does not know."""
+    shown = ", ".join(repr(revision[:40]) for revision in unknown)
+    return (
+        f"the database's schema is at revision {shown}, which this guard does not know "
+        "(a newer guard migrated it?): guard db upgrade cannot migrate it; run the guard "
+        "that did, or restore the database"
+    )
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision``; running it again changes nothing."""
+    """Bring the database at ``url`` to ``revision``; running it again changes nothing.
+
+    :class:`MigrationError` when the database is at a revision guard does not
+    know (nothing is changed) or ``revision`` is not one of guard's.
+    """
     engine = api.create_engine(url)
     try:
         with engine.connect() as connection:
             # A writer from the start: on SQLite, BEGIN IMMEDIATE.
             api.begin_write(connection)
             with _one_upgrade_at_a_time(connection):
+                unknown = unknown_revisions(current_heads(connection))
+                if unknown:  # alembic's answer would be a traceback naming only the revision
+                    raise MigrationError(unknown_revision_help(unknown))
                 config = alembic_config()
                 config.attributes["connection"] = connection
-                command.upgrade(config, revision)
+                try:
+                    command.upgrade(config, revision)
+                except alembic_util.CommandError as error:  # an unknown target revision
+                    raise MigrationError(f"cannot migrate to {revision[:40]!r}: {error}") from None
                 connection.commit()
     finally:
         engine.dispose()
