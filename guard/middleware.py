@@ -217,10 +217,35 @@ def bound_url_cache() -> None:
     urllib.parse.urlsplit = urlsplit
 
 
+#: Attributes through which WSGI filters hold the application they wrap
+#: (oslo.middleware's and guard's ``application``, keystonemiddleware's ``_app``,
+#: guard.deploy's auth_token wrapper's ``protocol``).
+_WRAPPED = ("application", "app", "_app", "protocol")
+
+
+def _authenticates_below(application: object) -> bool:
+    """Whether keystonemiddleware's auth_token is among the filters ``application`` is made of."""
+    seen: set[int] = set()
+    node: object = application
+    while node is not None and id(node) not in seen and len(seen) < 64:
+        seen.add(id(node))
+        if type(node).__module__.startswith("keystonemiddleware.auth_token"):
+            return True
+        node = next((getattr(node, a) for a in _WRAPPED if callable(getattr(node, a, None))), None)
+    return False
+
+
 class GuardMiddleware:
     """The edge filter: trusted identity in, contract-shaped errors out."""
 
     def __init__(self, application: WSGIApp, enforcer: Authorizer | None) -> None:
+        if _authenticates_below(application):
+            # In front of auth_token, the filter would believe the identity
+            # headers any client sends (auth_token sets them only below it).
+            raise ValueError(
+                "the guard filter must come after authtoken in the pipeline, never before "
+                "it (etc/guard/api-paste.ini: ... authtoken guard consumers)"
+            )
         self.application = application
         self.enforcer = enforcer
         bound_url_cache()
