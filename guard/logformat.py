@@ -52,7 +52,7 @@ from oslo_log import formatters as oslo_formatters
 
 from guard import log as guard_log
 from guard import logpatterns
-from guard.logrecords import is_own_line, redact_around
+from guard.logrecords import FORMATTED_MARK, is_own_line, redact_around
 
 # Set by the formatter after the context's values, so never the context's.
 _SET_AFTER_CONTEXT = frozenset({"message", "asctime", "isotime", "instance", "error_summary"})
@@ -267,6 +267,7 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         option = getattr(type(conf), "__getattr__", None)
         if option is None:
             return None
+        made = attrs.copy()  # the line as guard made it, for the next handler's filter
         attrs["project"] = self.project
         attrs["version"] = self.version
         attrs.update(values)
@@ -312,9 +313,15 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
                 if not _is_request_id(key, value):
                     redacted[key] = _safe(value)
         try:
-            return fmt % ({**attrs, **redacted} if redacted else attrs)
+            text = fmt % ({**attrs, **redacted} if redacted else attrs)
         except (KeyError, TypeError, ValueError):  # oslo's code reports it its way
             return None
+        # The line as made, before this path set the context's values on it
+        # (raw): the next handler's filter puts it back (guard.log) rather
+        # than redact them one by one, which made a second handler (log_file
+        # and stderr) cost a line four times what one does (measured).
+        attrs[FORMATTED_MARK] = made
+        return text
 
     def _plan(self, fmt: str) -> _Plan:
         plan = self._plans.get(fmt)

@@ -32,7 +32,7 @@ from guard import conf as guard_conf
 from guard import log as guard_log
 from guard import logformat, logsetup
 from guard.logfingerprints import fingerprint
-from guard.logrecords import OWN_LINE, OWN_LINE_MARK, make_record, redact_around
+from guard.logrecords import FORMATTED_MARK, OWN_LINE, OWN_LINE_MARK, make_record, redact_around
 from guard.logscope import request_scope
 
 # No hex digit, no digit, no secret's key: text redaction leaves alone.
@@ -182,6 +182,9 @@ def test_own_lines_are_oslos_text_and_record_byte_for_byte(
         # operator's "%(request_id)s%(asctime)s"), which the one pass keeps.
         theirs = redact_around(theirs, message, guard_log.redact)
     assert ours == theirs
+    # guard's one pass keeps the line as it was made (for the next handler's filter).
+    made = our_record.pop(FORMATTED_MARK, None)
+    assert made is None or made == record.__dict__
     assert our_record == their_record
 
 
@@ -542,3 +545,82 @@ def test_a_request_id_is_what_the_case_blind_pattern_takes(text: str) -> None:
     expected = case_blind.fullmatch(text) is not None
     assert logformat._is_request_id("request_id", text) is expected
     assert logformat._is_request_id("user_id", text) is False
+
+
+class _Keeping(logging.Handler):
+    """A third handler that reads records, not text (a log shipper): keeps their attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[str, object]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(dict(record.__dict__))
+
+
+@pytest.mark.usefixtures("thread_context", "isolated_install")
+def test_two_handlers_write_one_own_line_alike_and_a_third_gets_no_raw_value(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``log_file`` and stderr (guard's formatter on each) write the same redacted line;
+    a handler that reads the record's attributes after them finds none of the caller's values.
+    """
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    conf = guard_conf.load([])
+    conf.set_override("log_file", str(tmp_path / "guard.log"))  # type: ignore[operator]
+    conf.set_override("use_stderr", True)
+    conf.set_override(
+        "logging_context_format_string",
+        "%(levelname)s [%(request_id)s %(user_identity)s %(user_name)s] %(message)s",
+    )
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)  # oslo.log's stream handler takes it at setup
+    user, project = str(uuid.uuid4()), "project-acme"
+    try:
+        logsetup.setup(conf)
+        keeping = _Keeping()
+        root.addHandler(keeping)
+        assert len(root.handlers) == 3  # oslo.log's two, then the record reader
+        oslo_context.RequestContext(
+            user_id=user, project_id=project, user_name="alicename", overwrite=True
+        )
+        with request_scope({"user_id": user, "project_id": project, "user_name": "alicename"}):
+            guard_log.log_redacted(logging.getLogger("guard.access"), logging.INFO, "GET / 200")
+        for handler in root.handlers:
+            handler.flush()
+        in_file = (tmp_path / "guard.log").read_text()  # type: ignore[operator]
+    finally:
+        for handler in root.handlers:
+            if handler not in saved:
+                handler.close()
+        root.handlers = saved
+    assert in_file == stderr.getvalue()
+    (line,) = in_file.splitlines()
+    assert line.startswith("INFO [req-") and line.endswith("] GET / 200")
+    (attributes,) = keeping.seen
+    shown = repr(attributes)
+    for raw in (user, project, "alicename"):
+        assert raw not in in_file
+        assert raw not in shown
+
+
+@pytest.mark.usefixtures("thread_context", "isolated_install")
+def test_the_next_handlers_filter_gives_back_the_own_line_as_it_was_made(
+    conf: cfg.ConfigOpts,
+) -> None:
+    """What guard's formatter set on an own line (the caller's values, raw) the next
+    handler's filter takes off: that handler's formatter takes the one pass again."""
+    conf.set_override(
+        "logging_context_format_string", "[%(request_id)s %(user_identity)s] %(message)s"
+    )
+    _, guard = formatters(conf)
+    user = str(uuid.uuid4())
+    oslo_context.RequestContext(user_id=user, user_name="alicename", overwrite=True)
+    record = own_line("the line")
+    made = dict(record.__dict__)
+    first = guard.format(record)
+    assert user in repr(record.__dict__)  # oslo's format leaves them on the record, raw
+    assert guard_log.RedactingFilter().filter(record)
+    assert record.__dict__ == made
+    assert guard._format_own_line(record) == first
