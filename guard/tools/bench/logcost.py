@@ -18,7 +18,8 @@ the rounds; the spread shows the rounds):
   serve`` sets up by default (:func:`guard.logsetup.setup`: oslo.log's stream
   handler, with guard's filter and guard's ContextFormatter, which writes
   oslo's text and redacts what the context adds), against the same request
-  with the logs off.
+  with the logs off; and through the two handlers it sets up when an
+  operator adds ``[DEFAULT] log_file`` (the file's and stderr's).
 
 The pipeline benchmark's ``logging per request`` line is the same two lines
 through a plain stream handler, in a tight loop.
@@ -151,8 +152,10 @@ def in_place(seconds: float, rounds: int = ROUNDS, *, through_oslo: bool = False
 
 
 @contextlib.contextmanager
-def _logging_like_oslo() -> Iterator[None]:
+def _logging_like_oslo(log_file: Path | None = None) -> Iterator[None]:
     """``guard serve``'s default logging (oslo.log to stderr), with stderr on /dev/null.
+
+    With ``log_file``, also to that file (``[DEFAULT] log_file``: two handlers).
 
     What oslo.log's setup changes is put back afterwards: the root logger's
     handlers, every logger's level, guard's loggers, ``sys.excepthook``.
@@ -168,6 +171,8 @@ def _logging_like_oslo() -> Iterator[None]:
     }
     excepthook = sys.excepthook
     conf = guard_conf.load()
+    if log_file is not None:
+        conf.set_override("log_file", str(log_file))
     with open(os.devnull, "w") as devnull:
         stderr, sys.stderr = sys.stderr, devnull
         try:
@@ -196,11 +201,16 @@ def _logging_like_oslo() -> Iterator[None]:
                 lg.handlers = handlers
 
 
-def through_oslo_log(seconds: float, rounds: int = ROUNDS) -> BenchResult:
-    """The two lines alone through oslo.log's handler (``guard serve``'s default)."""
+def through_oslo_log(
+    seconds: float, rounds: int = ROUNDS, *, with_log_file: bool = False
+) -> BenchResult:
+    """The two lines alone through oslo.log's handler (``guard serve``'s default).
+
+    ``with_log_file``: through its two handlers, a log file's and stderr's.
+    """
     with (
-        _logging_like_oslo(),
         tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp,
+        _logging_like_oslo(Path(tmp) / "guard.log" if with_log_file else None),
         deployment(f"sqlite:///{Path(tmp) / 'guard.sqlite'}") as services,
     ):
         consumer = str(uuid.uuid4())
@@ -225,23 +235,26 @@ def through_oslo_log(seconds: float, rounds: int = ROUNDS) -> BenchResult:
                 environ, "200 OK", headers, [b"{}"], time.perf_counter(), request_id
             )
 
+        handlers = "a log file's and stderr's" if with_log_file else "its stream handler"
         return _paired_cost(
             request,
             services,
             seconds,
             rounds,
-            "logging per request through oslo.log's handler",
-            "both lines, oslo.log's stream handler and guard's ContextFormatter (CPU)",
+            "logging per request through oslo.log's handler"
+            + (", with a log file (two handlers)" if with_log_file else ""),
+            f"both lines, oslo.log's {handlers}, guard's ContextFormatter (CPU)",
         )
 
 
 def run(quick: bool = False, rounds: int = ROUNDS) -> list[BenchResult]:
-    """Both lines' cost in place and through oslo.log's handler; see the module docstring."""
+    """Both lines' cost in place and through oslo.log's handlers; see the module docstring."""
     seconds = 0.1 if quick else 0.3
     return [
         in_place(seconds, rounds),
         in_place(seconds, rounds, through_oslo=True),
         through_oslo_log(seconds, rounds),
+        through_oslo_log(seconds, rounds, with_log_file=True),
     ]
 
 
