@@ -235,7 +235,7 @@ def through_oslo_log(
                 environ, "200 OK", headers, [b"{}"], time.perf_counter(), request_id
             )
 
-        handlers = "a log file's and stderr's" if with_log_file else "its stream handler"
+        handlers = "two handlers (a log file's, stderr's)" if with_log_file else "stream handler"
         return _paired_cost(
             request,
             services,
@@ -243,7 +243,7 @@ def through_oslo_log(
             rounds,
             "logging per request through oslo.log's handler"
             + (", with a log file (two handlers)" if with_log_file else ""),
-            f"both lines, oslo.log's {handlers}, guard's ContextFormatter (CPU)",
+            f"both lines, oslo.log's {handlers} with guard's ContextFormatter (CPU)",
         )
 
 
