@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NoReturn
 
 import sqlalchemy
 from sqlalchemy import select
@@ -62,6 +62,8 @@ CEILING_DETAIL: Final = (
     "it cannot be updated any more."
 )
 CHANGED_DETAIL: Final = "The consumer changed while the request ran; read it again and retry."
+#: The target of a decision on a uuid no row has (see ``_Call.shown``).
+_NO_OWNER: Final = {"project_id": None, "user_id": None, "consumer_type": None}
 # Rows read per batch when the list rule must be evaluated row by row.
 PER_ROW_BATCH: Final = 200
 
@@ -124,19 +126,32 @@ class _Call:
             LOG.warning("policy check %s failed (%s); denied", action, type(error).__name__)
             return False
 
-    def shown(self, consumer: Consumer | None) -> Consumer:
-        """``consumer`` if it exists and the caller may show it; else the one NotFound."""
-        if consumer is None or not self.allows(SHOW, consumer.target()):
+    def shown(self, consumer: Consumer | None, uuid: str) -> Consumer:
+        """``consumer`` (of ``uuid``) if it exists and the caller may show it; else NotFound."""
+        if consumer is None:
+            self.missing(uuid)
+        if not self.allows(SHOW, consumer.target()):
             raise exception.NotFound(NOT_FOUND_DETAIL)
         return consumer
+
+    def missing(self, uuid: str) -> NoReturn:
+        """The one NotFound of a uuid no row has, after a decision on a target with no owner.
+
+        A missing row then costs what an invisible row costs (a decision and
+        its log line), so the time a 404 takes does not tell whether another
+        project's row exists (measured over loopback HTTP before: a missing
+        row answered 40-70 us sooner than an invisible one).
+        """
+        self.allows(SHOW, {**_NO_OWNER, "uuid": uuid})
+        raise exception.NotFound(NOT_FOUND_DETAIL)
 
     def visible(self, conn: Connection, uuid: str) -> tuple[int, Consumer]:
         """The row id and consumer ``uuid`` if the caller may show it; else the one NotFound."""
         found = db.find_row(conn, uuid)
         if found is None:
-            raise exception.NotFound(NOT_FOUND_DETAIL)
+            self.missing(uuid)
         row_id, consumer = found
-        return row_id, self.shown(consumer)
+        return row_id, self.shown(consumer, uuid)
 
     def decide_list(self, decisions: FilterCache[ListDecision]) -> ListDecision:
         """The one decision of a list request (see :class:`ListDecision`).
@@ -209,7 +224,7 @@ class ConsumerRepository:
         # One SELECT is atomic on its own; the decision is made on the row it
         # read, after the connection is back in the pool (held no longer than
         # the query needs).
-        return call.shown(db.find_one(self._engine, uuid))
+        return call.shown(db.find_one(self._engine, uuid), uuid)
 
     def can_list(self, ctx: RequestContext) -> bool:
         """Whether the list rule can allow any row for these credentials (not the data)."""
