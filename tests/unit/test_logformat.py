@@ -10,6 +10,7 @@ its text must carry none of them raw (plain substring checks).
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import io
 import logging
@@ -441,13 +442,29 @@ def test_isotime_is_oslos_for_any_instant(
     assert our_record["isotime"] == their_record["isotime"]
 
 
+@contextlib.contextmanager
+def oslo_logging(conf: cfg.ConfigOpts) -> Iterator[list[logging.Handler]]:
+    """guard's logging set up on ``conf`` as ``guard serve`` does; the root handlers it made.
+
+    The root logger's handlers are put back afterwards, the new ones closed.
+    """
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    try:
+        logsetup.setup(conf)
+        yield [handler for handler in root.handlers if handler not in saved]
+    finally:
+        for handler in root.handlers:
+            if handler not in saved:
+                handler.close()
+        root.handlers = saved
+
+
 @pytest.mark.usefixtures("thread_context", "isolated_install")
 def test_other_lines_show_the_contexts_values_redacted_each_on_its_own(
     tmp_path: pytest.TempPathFactory,
 ) -> None:
     """Through oslo.log's handler as setup makes it: a name glued to an id is not shown."""
-    root = logging.getLogger()
-    saved = list(root.handlers)
     conf = guard_conf.load([])
     conf.set_override("log_file", str(tmp_path / "guard.log"))  # type: ignore[operator]
     conf.set_override("use_stderr", False)
@@ -455,21 +472,15 @@ def test_other_lines_show_the_contexts_values_redacted_each_on_its_own(
         "logging_context_format_string", "%(levelname)s [%(user_identity)s] %(message)s"
     )
     conf.set_override("logging_user_identity_format", "%(project_domain)s%(user_name)s")
-    try:
-        logsetup.setup(conf)
+    with oslo_logging(conf) as handlers:
         oslo_context.RequestContext(
             user_name="alicename", project_domain_id=str(uuid.uuid4()), overwrite=True
         )
         with request_scope({"user_name": "alicename"}):
             logging.getLogger("sqlalchemy.engine.Engine").warning("BEGIN (implicit)")
-        for handler in root.handlers:
+        for handler in handlers:
             handler.flush()
         text = (tmp_path / "guard.log").read_text()  # type: ignore[operator]
-    finally:
-        for handler in root.handlers:
-            if handler not in saved:
-                handler.close()
-        root.handlers = saved
     assert "BEGIN (implicit)" in text
     assert "licename" not in text
 
@@ -508,24 +519,15 @@ def test_other_lines_are_oslos_text(conf: cfg.ConfigOpts) -> None:
 
 @pytest.mark.usefixtures("isolated_install")
 def test_setup_puts_guards_formatter_in_place_of_oslos(tmp_path: pytest.TempPathFactory) -> None:
-    root = logging.getLogger()
-    saved = list(root.handlers)
     conf = guard_conf.load([])
     conf.set_override("log_file", str(tmp_path / "guard.log"))  # type: ignore[operator]
     conf.set_override("use_stderr", False)
-    try:
-        logsetup.setup(conf)
-        made = [handler for handler in root.handlers if handler not in saved]
+    with oslo_logging(conf) as made:
         assert made
         for handler in made:
             assert type(handler.formatter) is logformat.ContextFormatter
             assert handler.formatter.conf is conf
             assert handler.formatter.project == "guard"
-    finally:
-        for handler in root.handlers:
-            if handler not in saved:
-                handler.close()
-        root.handlers = saved
 
 
 _ID_CHARS = "0123456789abcdefABCDEFreqREQ-xK\u212a\u0130\u017f\u0131"
@@ -565,8 +567,6 @@ def test_two_handlers_write_one_own_line_alike_and_a_third_gets_no_raw_value(
     """``log_file`` and stderr (guard's formatter on each) write the same redacted line;
     a handler that reads the record's attributes after them finds none of the caller's values.
     """
-    root = logging.getLogger()
-    saved = list(root.handlers)
     conf = guard_conf.load([])
     conf.set_override("log_file", str(tmp_path / "guard.log"))  # type: ignore[operator]
     conf.set_override("use_stderr", True)
@@ -577,24 +577,18 @@ def test_two_handlers_write_one_own_line_alike_and_a_third_gets_no_raw_value(
     stderr = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)  # oslo.log's stream handler takes it at setup
     user, project = str(uuid.uuid4()), "project-acme"
-    try:
-        logsetup.setup(conf)
+    with oslo_logging(conf) as handlers:
         keeping = _Keeping()
-        root.addHandler(keeping)
-        assert len(root.handlers) == 3  # oslo.log's two, then the record reader
+        logging.getLogger().addHandler(keeping)
+        assert len(handlers) == 2  # the log file's and stderr's; then the record reader
         oslo_context.RequestContext(
             user_id=user, project_id=project, user_name="alicename", overwrite=True
         )
         with request_scope({"user_id": user, "project_id": project, "user_name": "alicename"}):
             guard_log.log_redacted(logging.getLogger("guard.access"), logging.INFO, "GET / 200")
-        for handler in root.handlers:
+        for handler in handlers:
             handler.flush()
         in_file = (tmp_path / "guard.log").read_text()  # type: ignore[operator]
-    finally:
-        for handler in root.handlers:
-            if handler not in saved:
-                handler.close()
-        root.handlers = saved
     assert in_file == stderr.getvalue()
     (line,) = in_file.splitlines()
     assert line.startswith("INFO [req-") and line.endswith("] GET / 200")
