@@ -17,6 +17,7 @@ PasteDeploy factory of the API for ``api-paste.ini``.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -252,6 +253,55 @@ class _IdentityLine(logging.Filter):
 _IDENTITY_LINE = _IdentityLine()
 
 
+class _KeystoneBody(logging.Filter):
+    """keystoneauth's DEBUG line of a keystone answer's body, its ids and names fingerprinted.
+
+    auth_token's keystoneauth session logs (at DEBUG: a ``logging.conf``
+    with its root at DEBUG) each body keystone answers: a validated token
+    names the caller, its project and their domains before the guard
+    middleware knows the caller, so no value was scrubbed. Every ``id`` and
+    ``name`` but a role's becomes its fingerprint; a body that is not JSON
+    is withheld.
+    """
+
+    _PREFIX = "RESP BODY:"
+    #: keystoneauth's loggers: the one it logs to, and the body's own with split_loggers.
+    LOGGERS = ("keystoneauth.session", "keystoneauth.session.body")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.DEBUG or not isinstance(record.msg, str):
+            return True
+        if record.name.endswith(".body"):
+            prefix, body = "", record.getMessage()
+        elif record.msg.startswith(self._PREFIX):
+            prefix, body = self._PREFIX + " ", record.getMessage()[len(self._PREFIX) :]
+        else:
+            return True
+        try:
+            shown = json.dumps(_fingerprint_names(json.loads(body)))
+        except ValueError:
+            shown = "<withheld: not JSON>"
+        record.msg, record.args = prefix + shown, ()
+        return True
+
+
+def _fingerprint_names(value: Any, key: str = "") -> Any:
+    """``value`` with each ``id`` and ``name`` fingerprinted (a role's kept: not the caller's)."""
+    if isinstance(value, dict):
+        return {
+            name: fingerprint(item)
+            if name in ("id", "name") and isinstance(item, str)
+            else _fingerprint_names(item, name)
+            for name, item in value.items()
+        }
+    if isinstance(value, list):
+        return value if key == "roles" else [_fingerprint_names(item, key) for item in value]
+    return value
+
+
+_KEYSTONE_BODY = _KeystoneBody()
+
+
 class AuthTokenWithRequestIds:
     """keystonemiddleware's ``auth_token`` with this request's ids in its log lines.
 
@@ -269,6 +319,10 @@ class AuthTokenWithRequestIds:
         log = getattr(log, "logger", log)  # oslo.log's adapter, as auth_token makes it
         if isinstance(log, logging.Logger) and _IDENTITY_LINE not in log.filters:
             log.addFilter(_IDENTITY_LINE)
+        for name in _KeystoneBody.LOGGERS:
+            session_log = logging.getLogger(name)
+            if _KEYSTONE_BODY not in session_log.filters:
+                session_log.addFilter(_KEYSTONE_BODY)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         anonymous_context(environ).update_store()
