@@ -207,7 +207,7 @@ class PolicySource:
                     main_unreadable = reason or "cannot be read"
                 digest.update(f"unreadable:{path}\0".encode())
                 continue
-            if not text:
+            if not text.lstrip("\ufeff").strip():  # `echo > file` too, not only 0 bytes
                 empty.append(os.path.basename(path))
             contents.append((path, text))
             digest.update(f"{path}\0{len(text)}\0".encode())

@@ -183,7 +183,15 @@ def _empty(path: Path) -> None:
     save(path, "")
 
 
-@pytest.mark.parametrize("operation", [_delete, _rename_away, _empty])
+def _blank(path: Path) -> None:
+    save(path, "\n")  # `echo > policy.yaml`: what operators call emptying a file
+
+
+def _bom_and_spaces(path: Path) -> None:
+    save(path, "\ufeff \t\n\n")  # an editor's "empty" UTF-8 file
+
+
+@pytest.mark.parametrize("operation", [_delete, _rename_away, _empty, _blank, _bom_and_spaces])
 def test_a_missing_or_empty_file_is_never_applied(enforcer, policy_path, fake, operation, caplog):
     revision = enforcer.revision
     with caplog.at_level(logging.WARNING, logger="guard.policy"):
