@@ -272,6 +272,10 @@ def _format(self: logging.Handler, record: logging.LogRecord) -> str:
                 return text
             return redact_around(text, record.__dict__.get("message"), redact)
         text = redact(text)
+        # And what it set on the record: oslo's JSONFormatter sets the
+        # context's values on it, raw, and the next handler's formatter
+        # reads the record as this one left it.
+        _redact_extras(record.__dict__, _scope.get())
     return text
 
 
