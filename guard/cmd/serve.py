@@ -25,12 +25,12 @@ import sqlalchemy.exc
 import waitress
 from gunicorn.app.base import BaseApplication
 from oslo_config import cfg
-from sqlalchemy.engine import make_url
 
 from guard import audit, deploy, exception, gunicorn_conf, logsetup, policy, wsgi
 from guard import conf as guard_conf
 from guard.cmd import config
 from guard.cmd.parse_errors import answer_parse_errors_in_json
+from guard.db import api as db_api
 from guard.db import errors as db_errors
 from guard.db import migration
 from guard.policy.paths import resolve_policy_file
@@ -170,7 +170,7 @@ def _announce(args: argparse.Namespace, conf: Any, services: deploy.Services, po
     if args.demo:
         demo.seed(services.repository, services.enforcer)
         print(demo.instructions(base_url), flush=True)
-    database = make_url(deploy.database_url(conf)).render_as_string(hide_password=True)
+    database = db_api.display_url(deploy.database_url(conf))
     processes = f"{args.workers} gunicorn workers x " if args.workers else ""
     print(
         f"guard serving {base_url} (pipeline {conf.guard.pipeline}, database {database}, "

@@ -147,9 +147,12 @@ def display_url(url: str) -> str:
     if parsed.get_backend_name() == "sqlite":
         return f"{parsed.drivername}:///{parsed.database or ''}"
     credentials = "***@" if parsed.username or parsed.password else ""
+    host = parsed.host or ""
+    if "@" in host:  # an "@" left unencoded in the password: the rest of it is no host
+        credentials, host = "***@", host.rsplit("@", 1)[1]
     port = f":{parsed.port}" if parsed.port else ""
     options = "?***" if parsed.query else ""
-    where = f"{parsed.host or ''}{port}/{parsed.database or ''}"
+    where = f"{host}{port}/{parsed.database or ''}"
     return f"{parsed.drivername}://{credentials}{where}{options}"
 
 
