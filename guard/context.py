@@ -17,6 +17,7 @@ from oslo_context import context as oslo_context
 from guard import exception
 
 _MASK = "***"
+_OSLO_IDENTITY_FORMAT = "{user} {project_id} {domain} {user_domain} {p_domain}"
 
 # oslo.context's table of the identity headers keystonemiddleware sets, each
 # attribute's headers in order of precedence: the same table from_environ
@@ -198,12 +199,19 @@ class RequestContext(oslo_context.RequestContext):
             "global_request_id": self.global_request_id,
             "resource_uuid": self.resource_uuid,
             "roles": self.roles,
-            "user_identity": self.user_idt_format.format(
-                user=user_id or "-",
-                project_id=project_id or "-",
-                domain=domain_id or "-",
-                user_domain=user_domain_id or "-",
-                p_domain=project_domain_id or "-",
+            "user_identity": (
+                # oslo's own format, written as an f-string (str.format's
+                # parser ran for this line alone); another is oslo's way.
+                f"{user_id or '-'} {project_id or '-'} {domain_id or '-'} "
+                f"{user_domain_id or '-'} {project_domain_id or '-'}"
+                if self.user_idt_format == _OSLO_IDENTITY_FORMAT
+                else self.user_idt_format.format(
+                    user=user_id or "-",
+                    project_id=project_id or "-",
+                    domain=domain_id or "-",
+                    user_domain=user_domain_id or "-",
+                    p_domain=project_domain_id or "-",
+                )
             ),
             "is_admin_project": self.is_admin_project,
         }

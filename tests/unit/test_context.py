@@ -103,6 +103,14 @@ def test_logging_values_are_oslos_with_tokens_masked(texts, flags, roles, is_adm
     assert list(ours.items()) == list(theirs.items())
 
 
+def test_an_identity_format_of_a_subclass_is_used_in_logging_values():
+    class Bracketed(RequestContext):
+        user_idt_format = "[{user}|{p_domain}]"
+
+    values = Bracketed(user_id="u", project_domain_id="d").get_logging_values()
+    assert values["user_identity"] == "[u|d]"
+
+
 def test_a_subclass_with_its_own_to_dict_keeps_it_in_logging_values():
     class WithTenant(RequestContext):
         def to_dict(self):
