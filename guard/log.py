@@ -40,7 +40,6 @@ from typing import Any
 
 from guard import logpatterns as patterns
 from guard.logfingerprints import fingerprint, use_key
-from guard.logrecords import FORMATTED_MARK as _FORMATTED
 from guard.logrecords import OWN_LINE as _OWN_LINE
 from guard.logrecords import OWN_LINE_MARK as _MARK
 from guard.logrecords import make_record, redact_around
@@ -163,11 +162,7 @@ class RedactingFilter(logging.Filter):
         attrs = record.__dict__
         if mark := attrs.get(_MARK):  # done by another handler's filter, or guard's own line
             if mark == _OWN_LINE and len(attrs) != _PLAIN_RECORD_SIZE + 1:
-                made = attrs.get(_FORMATTED)  # kept by an earlier handler's guard formatter
-                if type(made) is dict:  # the line before it set raw context values on it
-                    record.__dict__ = attrs = made
-                if len(attrs) != _PLAIN_RECORD_SIZE + 1:
-                    _redact_extras(attrs, _scope.get())  # a record factory's, a logger filter's
+                _redact_extras(attrs, _scope.get())  # a record factory's, a logger filter's
             return True
         scope = _scope.get()
         try:

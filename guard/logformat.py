@@ -52,10 +52,12 @@ from oslo_log import formatters as oslo_formatters
 
 from guard import log as guard_log
 from guard import logpatterns
-from guard.logrecords import FORMATTED_MARK, is_own_line, redact_around
+from guard.logrecords import is_own_line, redact_around
 
 # Set by the formatter after the context's values, so never the context's.
 _SET_AFTER_CONTEXT = frozenset({"message", "asctime", "isotime", "instance", "error_summary"})
+# What oslo's format sets from the formatter itself, before the context's values.
+_FORMATTER_SETS = frozenset({"project", "version"})
 # Record attributes guard's own line does not choose, redacted when shown.
 _NOT_GUARDS = ("threadName", "processName")
 # The keys oslo's format defaults to "" when the record has none.
@@ -144,9 +146,6 @@ class _Plan:
 
     fits: bool
     checked: dict[str, bool]
-    #: ``checked`` without the keys the formatter sets after the context's
-    #: values (never a context's): those a line's loop looks at.
-    maybe_context: tuple[tuple[str, bool], ...]
     uses_time: bool
     error_summary: bool
 
@@ -168,9 +167,6 @@ class _Plan:
         return cls(
             fits=fits and not logpatterns.has_hint("".join(literal)),
             checked=checked,
-            maybe_context=tuple(
-                (key, alone) for key, alone in checked.items() if key not in _SET_AFTER_CONTEXT
-            ),
             uses_time=fmt.find("%(asctime)") >= 0,
             error_summary="%(error_summary)s" in fmt,
         )
@@ -186,7 +182,7 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plans: dict[str, _Plan] = {}
-        self._identity_keys: tuple[str, tuple[str, ...] | None] = ("", ())
+        self._identity_keys: tuple[str, tuple[str, ...] | None, bool] = ("", (), True)
         self._second: tuple[Any, ...] = ()
         self._second_iso: tuple[Any, ...] = ()
 
@@ -237,7 +233,19 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
                 del attrs["context"]
 
     def _format_own_line(self, record: logging.LogRecord) -> str | None:
-        """What oslo's ``format`` writes for guard's own line, redacted; None when not covered."""
+        """What oslo's ``format`` writes for guard's own line, redacted; None when not covered.
+
+        Each value the format string takes is found as oslo's ``format`` would
+        have set it on the record (the context's logging values over the
+        formatter's project and version over the record's own attributes, a
+        few defaulted to ""), without setting them: measured, setting the
+        context's values on the record (and making the user identity and
+        ``isotime`` that the format may not show) were half of a line's
+        instructions, and a later handler would find the caller's values on
+        it, raw. The record gets what the standard formatter sets (``message``,
+        ``asctime``) and the request id, which oslo.log's journal handler
+        sends as a field.
+        """
         attrs = record.__dict__
         if (
             record.levelno != logging.INFO  # DEBUG adds a suffix, WARNING an error summary
@@ -267,60 +275,70 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         option = getattr(type(conf), "__getattr__", None)
         if option is None:
             return None
-        made = attrs.copy()  # the line as guard made it, for the next handler's filter
-        attrs["project"] = self.project
-        attrs["version"] = self.version
-        attrs.update(values)
-        attrs["instance"] = ""
-        for key in _DEFAULTED:
-            if key not in attrs:
-                attrs[key] = ""
-        if context is not None:
-            identity_format = option(conf, "logging_user_identity_format")
-            identity = self._user_identity(identity_format, values)
-            if identity is None:
-                return None
-            attrs["user_identity"] = identity
-        if attrs.get("request_id"):
+        request_id = values["request_id"] if "request_id" in values else attrs.get("request_id")
+        if request_id:
             fmt = option(conf, "logging_context_format_string")
         else:
             fmt = option(conf, "logging_default_format_string")
         plan = self._plan(fmt)
         if not fmt or not plan.fits:  # an empty format is the stdlib's "%(message)s"
             return None
-        attrs["error_summary"] = "-" if plan.error_summary else ""
-        self._compute_iso_time(record)
-        attrs["message"] = record.msg
-        if plan.uses_time:
-            attrs["asctime"] = self.formatTime(record, self.datefmt)
-        redacted: dict[str, str] = {}
-        for key, alone in plan.maybe_context:
-            if key == "user_identity" and context is not None:
+        if context is not None and "user_identity" not in plan.checked:
+            # oslo's format makes the user identity even when it does not show
+            # it, and raises when the operator's format does (a "%d" given
+            # "-"): made here too, unless its conversions cannot raise.
+            identity_format = option(conf, "logging_user_identity_format")
+            if (
+                not self._identity(identity_format)[1]
+                and self._user_identity(identity_format, values) is None
+            ):
+                return None
+        shown: dict[str, Any] = {}
+        for key, alone in plan.checked.items():
+            if key in _SET_AFTER_CONTEXT:
+                if key == "message":
+                    value: Any = record.msg
+                elif key == "asctime":
+                    value = attrs["asctime"] = self.formatTime(record, self.datefmt)
+                elif key == "isotime":
+                    value = self._iso_time(record.created)
+                elif key == "instance":
+                    value = ""
+                else:  # error_summary
+                    value = "-" if plan.error_summary else ""
+            elif key == "user_identity" and context is not None:
                 if not alone:
                     return None
-                # Made again of redacted values: an id glued to a name in the
+                # Made of redacted values: an id glued to a name in the
                 # operator's identity format is no bound for either.
-                shown = self._user_identity(identity_format, values, _safe_kept)
-                if shown is None:  # a conversion that takes no redacted text: oslo's code
+                value = self._user_identity(
+                    option(conf, "logging_user_identity_format"), values, _safe_kept
+                )
+                if value is None:  # a conversion that takes no redacted text: oslo's code
                     return None
-                redacted[key] = shown
             elif key in values or key in _NOT_GUARDS:
-                value = attrs.get(key)
-                if value is None:
-                    continue
-                if not alone:
-                    return None
-                if not _is_request_id(key, value):
-                    redacted[key] = _safe(value)
+                value = values[key] if key in values else attrs.get(key)
+                if value is not None:
+                    if not alone:
+                        return None
+                    if not _is_request_id(key, value):
+                        value = _safe(value)
+            elif key in _FORMATTER_SETS:
+                value = self.project if key == "project" else self.version
+            elif key in attrs:
+                value = attrs[key]
+            elif key in _DEFAULTED:
+                value = ""
+            else:  # oslo's format raises: its code reports it its way
+                return None
+            shown[key] = value
         try:
-            text = fmt % ({**attrs, **redacted} if redacted else attrs)
+            text = fmt % shown
         except (KeyError, TypeError, ValueError):  # oslo's code reports it its way
             return None
-        # The line as made, before this path set the context's values on it
-        # (raw): the next handler's filter puts it back (guard.log) rather
-        # than redact them one by one, which made a second handler (log_file
-        # and stderr) cost a line four times what one does (measured).
-        attrs[FORMATTED_MARK] = made
+        attrs["message"] = record.msg
+        if request_id and _is_request_id("request_id", request_id):
+            attrs["request_id"] = request_id
         return text
 
     def _plan(self, fmt: str) -> _Plan:
@@ -331,6 +349,22 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
                 self._plans.clear()
             self._plans[fmt] = plan
         return plan
+
+    def _identity(self, identity_format: str) -> tuple[tuple[str, ...] | None, bool]:
+        """The keys of an identity format (None: a conversion takes none), and whether
+        every conversion is a keyed ``%s`` (it then cannot raise on a context's values)."""
+        known = self._identity_keys
+        if known[0] != identity_format:
+            matches = list(_CONVERSION.finditer(identity_format))
+            unkeyed = any(m.group("key") is None and not m.group("percent") for m in matches)
+            keyed = tuple(m.group("key") for m in matches if m.group("key") is not None)
+            text_only = all(m.group("percent") or m.group("conv") == "s" for m in matches)
+            known = self._identity_keys = (
+                identity_format,
+                None if unkeyed else keyed,
+                text_only and not unkeyed,
+            )
+        return known[1], known[2]
 
     def _user_identity(
         self,
@@ -344,13 +378,7 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         raise, or when a conversion takes no key (it would show the whole
         context).
         """
-        fmt, keys = self._identity_keys
-        if fmt != identity_format:
-            matches = list(_CONVERSION.finditer(identity_format))
-            unkeyed = any(m.group("key") is None and not m.group("percent") for m in matches)
-            keyed = tuple(m.group("key") for m in matches if m.group("key") is not None)
-            keys = None if unkeyed else keyed
-            self._identity_keys = (identity_format, keys)
+        keys = self._identity(identity_format)[0]
         if keys is None:
             return None
         try:
@@ -373,6 +401,10 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         return text
 
     def _compute_iso_time(self, record: logging.LogRecord) -> None:
+        """oslo's ``isotime`` on the record, found by :meth:`_iso_time` (oslo's code calls it)."""
+        record.isotime = self._iso_time(record.created)
+
+    def _iso_time(self, created: float) -> str:
         """oslo's ``isotime``: the local time with its UTC offset, the second's text found once.
 
         oslo builds a ``tzlocal()`` for every record and asks it for the offset;
@@ -381,7 +413,6 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         as ``datetime.fromtimestamp`` rounds them (half to even, a carry into
         the next second).
         """
-        created = record.created
         fraction, whole = math.modf(created)
         micro = round(fraction * 1e6)
         if micro >= 1_000_000:
@@ -398,4 +429,4 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         isotime = f"{second[1]}.{micro:06d}{second[2]}" if micro else second[1] + second[2]
         if created == int(created):  # oslo's fix-up of a whole second
             isotime = f"{isotime[:-6]}.000000{isotime[-6:]}"
-        record.isotime = isotime
+        return isotime

@@ -45,11 +45,6 @@ _MAX_TEMPLATES = 64
 #: The attribute, and its value, that mark a record as one of guard's own lines
 #: (guard.log.log_redacted's: composed of safe parts, not to be redacted again).
 OWN_LINE_MARK, OWN_LINE = "_guard_redacted", "own line"
-#: The attribute on which guard's ContextFormatter keeps one of guard's own
-#: lines as it was before it set the caller's context values on it, raw
-#: (guard.logformat). The next handler's filter puts that back (guard.log)
-#: instead of redacting each value: that handler's formatter sets them anew.
-FORMATTED_MARK = "_guard_formatted"
 _NS_PER_S = 1_000_000_000
 _NS_PER_MS = 1_000_000
 
