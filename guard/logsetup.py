@@ -49,6 +49,11 @@ def setup(conf: cfg.ConfigOpts) -> None:
             if isinstance(error, oslo_log.LogConfigError)
             else f"{type(error).__name__} while applying it"
         )
+        if not conf.log_config_append and isinstance(error, OSError) and error.strerror:
+            # The log file oslo.log could not open, named as the operator wrote it.
+            named = [f"{n} = {v}" for n in ("log_dir", "log_file") if (v := getattr(conf, n))]
+            source = f"[DEFAULT] {', '.join(named)}" if named else source
+            kind = f"the log file cannot be opened ({error.strerror})"
         raise LoggingConfigError(f"{source}: {kind}") from None
     guard_log.install(conf.guard.fingerprint_key)
     for handler in guard_log.every_handler():
