@@ -17,6 +17,7 @@ import argparse
 import functools
 import ipaddress
 import logging
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -193,6 +194,7 @@ def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services
     try:
         _announce(args, conf, services, server.effective_port)
         audit.flush_on_sigterm()  # queued decision-log lines are written before a SIGTERM stop
+        _keep_serving_on_sighup()
         server.run()
     except KeyboardInterrupt:
         pass
@@ -200,6 +202,25 @@ def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services
         server.close()
         services.close()
     return 0
+
+
+def _keep_serving_on_sighup() -> None:
+    """On SIGHUP, write the queued decisions and go on serving.
+
+    Operators send SIGHUP to reload a service (``systemctl reload``, a
+    logrotate ``postrotate``). Python's default ends the process at once:
+    the service stopped and its queued decision-log lines were lost. guard
+    reloads its policy file on its own; nothing else is reloaded.
+    """
+
+    def _on_sighup(signum: int, frame: Any) -> None:
+        audit.flush_all()
+        LOG.warning(
+            "SIGHUP: guard serve keeps serving; the policy file reloads on its own, "
+            "other configuration changes need a restart"
+        )
+
+    signal.signal(signal.SIGHUP, _on_sighup)
 
 
 def _run_gunicorn(args: argparse.Namespace, conf: Any, services: deploy.Services) -> int:
