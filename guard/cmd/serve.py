@@ -194,7 +194,7 @@ def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services
     try:
         _announce(args, conf, services, server.effective_port)
         audit.flush_on_sigterm()  # queued decision-log lines are written before a SIGTERM stop
-        _keep_serving_on_sighup()
+        _keep_serving_on_signals()
         server.run()
     except KeyboardInterrupt:
         pass
@@ -204,23 +204,27 @@ def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services
     return 0
 
 
-def _keep_serving_on_sighup() -> None:
-    """On SIGHUP, write the queued decisions and go on serving.
+def _keep_serving_on_signals() -> None:
+    """On SIGHUP, SIGUSR1 or SIGUSR2, write the queued decisions and go on serving.
 
     Operators send SIGHUP to reload a service (``systemctl reload``, a
-    logrotate ``postrotate``). Python's default ends the process at once:
-    the service stopped and its queued decision-log lines were lost. guard
+    logrotate ``postrotate``), SIGUSR2 (SIGUSR1 before) to an OpenStack
+    service for its Guru Meditation Report, SIGUSR1 to gunicorn to reopen
+    its logs. Python's default for each ends the process at once: the
+    service stopped and its queued decision-log lines were lost. guard
     reloads its policy file on its own; nothing else is reloaded.
     """
 
-    def _on_sighup(signum: int, frame: Any) -> None:
+    def _on_signal(signum: int, frame: Any) -> None:
         audit.flush_all()
         LOG.warning(
-            "SIGHUP: guard serve keeps serving; the policy file reloads on its own, "
-            "other configuration changes need a restart"
+            "%s: guard serve keeps serving; the policy file reloads on its own, "
+            "other configuration changes need a restart",
+            signal.Signals(signum).name,
         )
 
-    signal.signal(signal.SIGHUP, _on_sighup)
+    for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, _on_signal)
 
 
 def _run_gunicorn(args: argparse.Namespace, conf: Any, services: deploy.Services) -> int:
