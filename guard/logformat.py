@@ -14,10 +14,11 @@ oslo's does, with three changes. Two keep its text byte for byte:
 * the time (``asctime``, ``isotime``) is computed once per second and time
   zone, not once per record;
 * guard's own lines (:func:`guard.log.log_redacted`: an INFO message composed
-  of safe parts, no arguments, no exception) take a path that does what
-  oslo's ``format`` does for such a record, once, and redacts each value the
-  format string takes from the context (or the thread's and process's names)
-  instead of the whole output: the text is what oslo's would be, redacted.
+  of safe parts, no arguments, no exception) take a path that finds each
+  value the format string takes as oslo's ``format`` would set it, without
+  setting the caller's values on the record, and redacts each value taken
+  from the context (or the thread's and process's names) instead of the
+  whole output: the text is what oslo's would be, redacted.
   A record or format string this path does not cover exactly (an instance,
   a dict context, a debug suffix, a ``%r`` of a context value, a secret's
   key in the format's own text) is formatted by oslo's code and redacted
