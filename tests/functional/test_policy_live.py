@@ -20,17 +20,13 @@ import time
 from pathlib import Path
 
 from guard.testing import http
+from guard.tools import demo
 from tests.functional.processes import guard_serve, read_until_serving
 
 STRICT = '"guard:consumers:show": "rule:admin"\n"guard:consumers:list": "rule:admin"\n'
-OWNED = "7d3c1a52-5c1e-4b7e-9a51-2f0d8e6b1a01"  # demo-alice's consumer (guard.tools.demo)
-READER = {
-    "X-Identity-Status": "Confirmed",
-    "X-User-Id": "demo-alice",
-    "X-Project-Id": "demo-project-a",
-    "X-Roles": "member,reader",
-}
-ADMIN = {**READER, "X-User-Id": "demo-admin", "X-Project-Id": "demo-ops", "X-Roles": "admin"}
+OWNED = demo.SEEDED[0][0]  # demo-alice's consumer
+READER = demo.ALICE.headers()  # member and reader of demo-project-a
+ADMIN = demo.ADMIN.headers()
 HOLD = 2.5  # longer than the quiet second plus two reload intervals
 
 
