@@ -52,6 +52,7 @@ from guard.auditjson import (
 )
 from guard.log import log_redacted, redact
 from guard.logfingerprints import fingerprint
+from guard.logscope import current_scope
 
 AUDIT_LOGGER = "guard.audit"
 DEFAULT_QUEUE_SIZE = 10_000
@@ -125,6 +126,19 @@ def _kept_roles(roles: Any) -> tuple[str, ...] | list[Any]:
     if len(roles) > MAX_ROLES:
         kept.append(f"(+{len(roles) - MAX_ROLES} more)")
     return kept
+
+
+def _caller_free(roles: tuple[str, ...] | list[Any]) -> tuple[str, ...] | list[Any]:
+    """``roles``, a role that is one of the request's own values fingerprinted.
+
+    Roles are names, logged readable; but one spelled like the caller's id or
+    name (or token) is that value, which the request's other lines scrub.
+    Runs on the request's thread, where its scope is (guard.logscope).
+    """
+    values = current_scope.get().values
+    if not values or values.isdisjoint(roles):  # the usual case, in C
+        return roles
+    return [_Fingerprint(fingerprint(role)) if role in values else role for role in roles]
 
 
 _NS_PER_S = 1_000_000_000
@@ -255,7 +269,7 @@ class DecisionLog:
                 target_user_id
                 if not isinstance(target_user_id, str) or len(target_user_id) <= limit
                 else _kept(target_user_id),
-                _kept_roles(roles or ()),
+                _caller_free(_kept_roles(roles or ())),
                 revision,
             )
             pending.append((time.time_ns(), request_id, global_request_id, microseconds, decision))

@@ -37,6 +37,8 @@ class Scope:
         # Longest first, so a value never leaves part of a longer one behind.
         self.secrets = tuple(sorted(set(secrets), key=len, reverse=True))
         self.ids = tuple(sorted(set(ids), key=len, reverse=True))
+        #: Every value, for a test of a whole word (a role) against them at once.
+        self.values = frozenset(self.secrets + self.ids)
 
     def merged(self, values: Mapping[str, object] | Iterable[str]) -> Scope:
         """This scope with ``values`` added (see :func:`request_scope`)."""

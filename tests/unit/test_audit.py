@@ -22,6 +22,7 @@ from oslo_context import context as oslo_context
 from guard import audit
 from guard import log as guard_log
 from guard.logfingerprints import fingerprint
+from guard.logscope import request_scope
 
 
 class Sink(logging.Handler):
@@ -111,6 +112,20 @@ def test_a_decision_is_one_json_line_with_fingerprints(sink: Sink) -> None:
     assert entry["time"].endswith("+00:00")
     for raw in (user, project, owner, "bob"):
         assert raw not in line
+
+
+def test_a_role_spelled_like_the_callers_own_value_is_fingerprinted(sink: Sink) -> None:
+    """A role equal to the caller's id or name is that value: scrubbed as on its other lines."""
+    decision_log = make_log(sink)
+    creds = {"user_id": "demo-alice", "project_id": "p1", "roles": ["member", "demo-alice"]}
+    with request_scope({"user_id": "demo-alice", "project_id": "p1"}):
+        decide(decision_log, creds=creds)
+    decide(decision_log, creds={**creds, "user_id": "demo-bob"})  # another caller's request
+    assert decision_log.flush()
+    mine, other = (json.loads(line) for line in sink.lines)
+    assert mine["roles"] == ["member", fingerprint("demo-alice")]
+    assert "demo-alice" not in sink.lines[0]
+    assert other["roles"] == ["member", "demo-alice"]  # a role, for a caller it is not
 
 
 def test_the_default_logger_is_guard_audit() -> None:
