@@ -53,6 +53,7 @@ _QUERY_NAMES = frozenset(
 _NUMBER_PARAMS = _QUERY_NAMES - {"project_id", "user_id"}
 _METHOD_RE = re.compile(r"[A-Z]{1,16}")
 _DIGITS_RE = re.compile(r"[0-9]{1,20}")
+_QUERY_SEPARATOR_RE = re.compile(r"([&;])")
 # The "METHOD target" of recent requests, by method, path and query: one
 # caller's requests repeat them (polling a consumer, paging a list). Only
 # short ones are kept, at most this many, so what is cached is bounded in
@@ -89,14 +90,16 @@ def loggable_target(path: str, query: str, caller: tuple[str, ...] = ()) -> str:
     )
     if not query:
         return logged
-    pairs = []
-    for pair in query.split("&"):
-        name, _, value = pair.partition("=")
+    # Pairs as the API reads them (webob splits on "&" and ";"), each
+    # separator kept where it stood.
+    parts = _QUERY_SEPARATOR_RE.split(query)
+    for index in range(0, len(parts), 2):
+        name, _, value = parts[index].partition("=")
         readable = name in _NUMBER_PARAMS and _DIGITS_RE.fullmatch(value) and value not in caller
         safe_value = value if readable else fingerprint(value)
         safe_name = name if name in _QUERY_NAMES else fingerprint(name)
-        pairs.append(f"{safe_name}={safe_value}")
-    return f"{logged}?{'&'.join(pairs)}"
+        parts[index] = f"{safe_name}={safe_value}"
+    return f"{logged}?{''.join(parts)}"
 
 
 def loggable_method(environ: dict[str, Any]) -> str:

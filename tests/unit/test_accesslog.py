@@ -57,6 +57,20 @@ def _fingerprint(key: bytes, hex_id: str) -> str:
 
 
 @pytest.mark.usefixtures("isolated_install")
+def test_the_query_is_split_where_the_api_splits_it(lines: list[str]) -> None:
+    """webob takes ";" as "&": a project filter after one is logged as the filter it is."""
+    guard_log.install(b"a key")
+    project = uuid.uuid4().hex
+    _log("/consumers", f"limit=1;project_id={project}&marker=x")
+    (line,) = lines
+    assert line.split(" ")[1] == (
+        f"/consumers?limit=1;project_id={_fingerprint(b'a key', project)}"
+        f"&marker={guard_log.fingerprint('x')}"
+    )
+    assert project not in line
+
+
+@pytest.mark.usefixtures("isolated_install")
 def test_a_repeated_request_logs_the_same_target_and_a_new_key_a_new_one(
     lines: list[str],
 ) -> None:
