@@ -132,13 +132,28 @@ def _caller_free(roles: tuple[str, ...] | list[Any]) -> tuple[str, ...] | list[A
     """``roles``, a role that is one of the request's own values fingerprinted.
 
     Roles are names, logged readable; but one spelled like the caller's id or
-    name (or token) is that value, which the request's other lines scrub.
+    name (or token) is that value, which the request's other lines scrub; one
+    that holds it as a word ("<project id>-admin") is scrubbed as they scrub it.
     Runs on the request's thread, where its scope is (guard.logscope).
     """
-    values = current_scope.get().values
-    if not values or values.isdisjoint(roles):  # the usual case, in C
+    scope = current_scope.get()
+    values = scope.values
+    if not values:
         return roles
-    return [_Fingerprint(fingerprint(role)) if role in values else role for role in roles]
+    # A role that holds such a value as a word of its own ("p1-admin") shows
+    # it too: the other lines scrub it there (guard.logscope). The usual case,
+    # no value inside any role, is checked in C.
+    joined = "\n".join(role for role in roles if type(role) is str)
+    if not any(map(joined.__contains__, values)):
+        return roles
+    return [
+        _Fingerprint(fingerprint(role))
+        if role in values
+        else scope.scrub(role)
+        if type(role) is str
+        else role
+        for role in roles
+    ]
 
 
 _NS_PER_S = 1_000_000_000

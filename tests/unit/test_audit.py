@@ -128,6 +128,28 @@ def test_a_role_spelled_like_the_callers_own_value_is_fingerprinted(sink: Sink) 
     assert other["roles"] == ["member", "demo-alice"]  # a role, for a caller it is not
 
 
+def test_a_role_holding_the_callers_own_value_as_a_word_is_scrubbed(sink: Sink) -> None:
+    """A role naming the caller's id or name inside it ("p1-admin") shows that value:
+    scrubbed as the request's other lines scrub it, the rest of the role kept."""
+    decision_log = make_log(sink)
+    roles = ["member", "p1-admin", "demo-alice.ops", "Acme_Corp:owner", "p1x"]
+    creds = {"user_id": "demo-alice", "project_id": "p1", "roles": roles}
+    scope = {"user_id": "demo-alice", "project_id": "p1", "project_name": "Acme_Corp"}
+    with request_scope(scope):
+        decide(decision_log, creds=creds)
+    assert decision_log.flush()
+    (line,) = sink.lines
+    assert json.loads(line)["roles"] == [
+        "member",
+        fingerprint("p1") + "-admin",
+        fingerprint("demo-alice") + ".ops",
+        fingerprint("Acme_Corp") + ":owner",
+        "p1x",  # a longer word: not the caller's id
+    ]
+    for raw in ("demo-alice", "Acme_Corp", '"p1-'):
+        assert raw not in line
+
+
 def test_the_default_logger_is_guard_audit() -> None:
     decision_log = audit.DecisionLog()
     try:
