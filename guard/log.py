@@ -265,11 +265,13 @@ def _format(self: logging.Handler, record: logging.LogRecord) -> str:
         if record.__dict__.get(_MARK) == _OWN_LINE:
             if getattr(formatter, "redacts_own_lines", False):  # guard.logformat's
                 return text
-            return redact_around(text, record.__dict__.get("message"), redact)
-        text = redact(text)
+            text = redact_around(text, record.__dict__.get("message"), redact)
+        else:
+            text = redact(text)
         # And what it set on the record: oslo's JSONFormatter sets the
-        # context's values on it, raw, and the next handler's formatter
-        # reads the record as this one left it.
+        # context's values on it, raw; the next handler's formatter reads the
+        # record as this one left it, and this handler may send them as fields
+        # after formatting (oslo.log's journal handler: USER_NAME, PROJECT_ID).
         _redact_extras(record.__dict__, _scope.get())
     return text
 
