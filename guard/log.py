@@ -35,7 +35,7 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from guard import logpatterns as patterns
@@ -250,15 +250,37 @@ def _add_handler(self: logging.Logger, hdlr: logging.Handler) -> None:
     _original_add_handler(self, hdlr)
 
 
+#: What oslo.log's ContextFormatter would have set on one of guard's own lines,
+#: each value redacted (set by guard.logformat, whose one pass sets none).
+_own_line_values: Callable[[logging.LogRecord], Mapping[str, Any]] | None = None
+
+
+def set_own_line_values(values: Callable[[logging.LogRecord], Mapping[str, Any]]) -> None:
+    """Give :func:`_format` what finds an own line's values for a later handler's format."""
+    global _own_line_values
+    _own_line_values = values
+
+
 def _format(self: logging.Handler, record: logging.LogRecord) -> str:
     """``Handler.format`` that also redacts the output of non-standard formatters.
 
     oslo.log's formatters add context values and an error summary taken from
     ``sys.exc_info()`` while formatting, after the filter has run; their
     output is redacted once more. Of guard's own lines (:func:`log_redacted`)
-    only what the formatter added around the message is.
+    only what the formatter added around the message is. An own line whose
+    format names a value guard's ContextFormatter did not set on it (a plain
+    ``logging.Formatter`` showing ``%(user_name)s`` after it, as it would after
+    oslo's) gets those values, redacted, rather than being lost.
     """
-    text = _original_handler_format(self, record)
+    try:
+        text = _original_handler_format(self, record)
+    except ValueError:  # "Formatting field not found in record"
+        attrs = record.__dict__
+        if attrs.get(_MARK) != _OWN_LINE or _own_line_values is None:
+            raise
+        for name, value in _own_line_values(record).items():
+            attrs.setdefault(name, value)
+        text = _original_handler_format(self, record)
     formatter = self.formatter
     plain = formatter is None or type(formatter) is logging.Formatter
     if not plain and _carries_filter(self):

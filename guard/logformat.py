@@ -203,6 +203,8 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         """oslo's text of ``record``, each context value redacted; guard's own line redacted."""
         if not is_own_line(record):
             return self._format_redacted(record)  # and redacted whole by guard.log's handler
+        global _last_own_line_formatter
+        _last_own_line_formatter = self
         text = self._format_own_line(record)
         if text is None:
             text = redact_around(self._format_redacted(record), record.message, guard_log.redact)
@@ -431,3 +433,29 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         if created == int(created):  # oslo's fix-up of a whole second
             isotime = f"{isotime[:-6]}.000000{isotime[-6:]}"
         return isotime
+
+
+# The formatter that last wrote one of guard's own lines (see _own_line_values).
+_last_own_line_formatter: ContextFormatter | None = None
+
+
+def _own_line_values(record: logging.LogRecord) -> dict[str, Any]:
+    """What oslo's ContextFormatter would have set on ``record``, each value redacted.
+
+    For a later handler whose format names them (guard.log asks only when that
+    format failed): oslo's formatter would have left them there, and the one
+    pass does not. Empty when no guard formatter wrote an own line, or when
+    oslo's code cannot format the record.
+    """
+    formatter = _last_own_line_formatter
+    if formatter is None:
+        return {}
+    made = logging.makeLogRecord(dict(record.__dict__))
+    try:
+        formatter._format_redacted(made)
+    except Exception:  # the operator's format: its handler reports the missing field
+        return {}
+    return {name: value for name, value in vars(made).items() if name not in record.__dict__}
+
+
+guard_log.set_own_line_values(_own_line_values)

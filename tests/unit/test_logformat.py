@@ -633,3 +633,38 @@ def test_the_one_pass_leaves_the_callers_values_off_the_record(conf: cfg.ConfigO
     assert user not in ours and user not in repr(our_record)
     assert ours == guard_log.redact(theirs)
     assert_own_line_record(record, our_record)
+
+
+@pytest.mark.usefixtures("thread_context")
+def test_a_later_plain_handler_naming_context_values_gets_the_own_line_redacted(
+    conf: cfg.ConfigOpts,
+) -> None:
+    """A logging.conf's plain Formatter after guard's, showing %(user_name)s: oslo's
+    formatter left the values on the record, and the one pass does not. The line
+    is written with the values redacted, not lost to a "field not found" error."""
+    guard_log.install(b"test key")
+    _, guard = formatters(conf)
+    logger = logging.getLogger(f"guard.test.laterplain.{uuid.uuid4().hex[:6]}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    first, second = io.StringIO(), io.StringIO()
+    handlers = [logging.StreamHandler(first), logging.StreamHandler(second)]
+    handlers[0].setFormatter(guard)
+    handlers[1].setFormatter(
+        logging.Formatter("%(user_name)s|%(user_identity)s|%(project_id)s %(message)s")
+    )
+    for handler in handlers:
+        logger.addHandler(handler)
+    caller = {"user_id": "alicesmith", "project_id": "projzzz", "user_name": "Alice.Wonder"}
+    set_context({**caller})
+    try:
+        with request_scope(caller):
+            guard_log.log_redacted(logger, logging.INFO, "GET /consumers 200")
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+    line = second.getvalue()
+    assert line.endswith(" GET /consumers 200\n")
+    assert line.startswith(f"{fingerprint('Alice.Wonder')}|{fingerprint('alicesmith')} ")
+    for raw in caller.values():
+        assert raw not in line and raw not in first.getvalue()
