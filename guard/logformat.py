@@ -301,8 +301,8 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
             if key in _SET_AFTER_CONTEXT:
                 if key == "message":
                     value: Any = record.msg
-                elif key == "asctime":
-                    value = attrs["asctime"] = self.formatTime(record, self.datefmt)
+                elif key == "asctime":  # set on the record only once the line is made
+                    value = self.formatTime(record, self.datefmt)
                 elif key == "isotime":
                     value = self._iso_time(record.created)
                 elif key == "instance":
@@ -340,6 +340,8 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         except (KeyError, TypeError, ValueError):  # oslo's code reports it its way
             return None
         attrs["message"] = record.msg
+        if "asctime" in shown:
+            attrs["asctime"] = shown["asctime"]
         if request_id and _is_request_id("request_id", request_id):
             attrs["request_id"] = request_id
         return text

@@ -668,3 +668,21 @@ def test_a_later_plain_handler_naming_context_values_gets_the_own_line_redacted(
     assert line.startswith(f"{fingerprint('Alice.Wonder')}|{fingerprint('alicesmith')} ")
     for raw in caller.values():
         assert raw not in line and raw not in first.getvalue()
+
+
+@pytest.mark.usefixtures("thread_context")
+def test_an_own_line_left_to_oslos_code_after_the_time_is_found_gets_oslos_record(
+    conf: cfg.ConfigOpts,
+) -> None:
+    """The one pass gives up at a user identity oslo's code must make ("%d" of "-",
+    which raises there): the record is then as oslo's leaves it, with no time of
+    the one pass's on it (found by the property test above)."""
+    conf.set_override("logging_context_format_string", "%(asctime)s %(user_identity)s")
+    conf.set_override("logging_user_identity_format", "%(is_admin)d")
+    oslo, guard = formatters(conf)
+    set_context({"user_id": None, "is_admin": False})
+    record = own_line("m")
+    assert guard._format_own_line(copy.copy(record)) is None
+    theirs, ours, their_record, our_record = both(oslo, guard, record)
+    assert ours == theirs and theirs.startswith("raised ")
+    assert our_record == their_record
