@@ -72,7 +72,8 @@ def loggable_target(path: str, query: str, caller: tuple[str, ...] = ()) -> str:
     Only route words (of guard's API or of any service the filter wraps), the
     API's parameter names and plain numbers as values of its non-identity
     parameters (limits, generations) stay readable, unless equal to one of
-    the ``caller``'s own values; any other value is fingerprinted, numbers too.
+    the ``caller``'s own values (a segment: or holding one); any other value
+    is fingerprinted, numbers too.
     ``path`` and ``query`` may be raw (undecoded) WSGI strings: they are only
     split and hashed, never decoded here.
     """
@@ -83,7 +84,12 @@ def loggable_target(path: str, query: str, caller: tuple[str, ...] = ()) -> str:
         [
             segment
             if not segment
-            or (_route_word(segment) and not _id_shaped(segment) and segment not in caller)
+            or (
+                _route_word(segment)
+                and not _id_shaped(segment)
+                # not the caller's own value, nor a word holding it ("<name>.x")
+                and not (caller and any(map(segment.__contains__, caller)))
+            )
             else fingerprint(segment)
             for segment in path.split("/")
         ]

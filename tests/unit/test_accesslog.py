@@ -115,3 +115,15 @@ def test_what_the_target_cache_keeps_is_bounded_in_bytes(lines: list[str]) -> No
     assert 0 < len(cache) <= accesslog._MAX_CACHED_REQUESTS
     assert all(sum(map(len, key)) <= accesslog._CACHED_REQUEST_CHARS for key in cache)
     assert lines[-1].split(" ")[1] == lines[-2].split(" ")[1] != long_path
+
+
+def test_a_path_segment_holding_the_callers_own_value_is_fingerprinted() -> None:
+    """A route word holding the caller's name or id ("<name>.x") shows it: the
+    access line is logged as redacted, so nothing scrubs it afterwards."""
+    guard_log.install(b"test key")
+    caller = ("Alice.Wonder", "projzzz")
+    logged = accesslog.loggable_target(
+        "/consumers/Alice.Wonder.x/projzzz-admin/usages", "", caller
+    )
+    assert "Alice.Wonder" not in logged and "projzzz" not in logged
+    assert logged.startswith("/consumers/<id:") and logged.endswith("/usages")
