@@ -23,6 +23,7 @@ from typing import Any
 from guard import log as guard_log
 from guard import logfingerprints
 from guard.api.environ import ENV_CONTEXT
+from guard.logscope import holds_word
 
 ACCESS_LOG = logging.getLogger("guard.access")
 #: The environ key of the request's logging context, copied inside its
@@ -88,7 +89,8 @@ def loggable_target(path: str, query: str, caller: tuple[str, ...] = ()) -> str:
                 _route_word(segment)
                 and not _id_shaped(segment)
                 # not the caller's own value, nor a word holding it ("<name>.x")
-                and not (caller and any(map(segment.__contains__, caller)))
+                # where the request's other lines scrub it (not inside a word)
+                and not (caller and any(holds_word(segment, value) for value in caller))
             )
             else fingerprint(segment)
             for segment in path.split("/")

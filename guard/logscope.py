@@ -113,6 +113,14 @@ def _replace_bounded(text: str, value: str, replacement: str) -> str:
     return "".join(parts)
 
 
+def holds_word(text: str, value: str) -> bool:
+    """Whether ``value`` stands in ``text`` where :meth:`Scope.scrub` would replace it.
+
+    That is, not as part of a longer ASCII word ("p" is not in "consumers").
+    """
+    return _replace_bounded(text, value, "") != text if value in text else False
+
+
 @contextlib.contextmanager
 def request_scope(values: Mapping[str, object] | Iterable[str]) -> Iterator[None]:
     """Scrub a request's own values by value while the block runs.

@@ -56,6 +56,13 @@ def _fingerprint(key: bytes, hex_id: str) -> str:
     return f"<id:{hmac.new(key, normal.encode(), hashlib.sha256).hexdigest()[:8]}>"
 
 
+def test_a_short_caller_value_inside_a_route_word_leaves_the_word_readable() -> None:
+    """A caller "u" of project "p": "consumers" holds both letters, but not as words."""
+    assert accesslog.loggable_target("/consumers/list-p", "", ("u", "p")) == (
+        f"/consumers/{guard_log.fingerprint('list-p')}"
+    )
+
+
 @pytest.mark.usefixtures("isolated_install")
 def test_the_query_is_split_where_the_api_splits_it(lines: list[str]) -> None:
     """webob takes ";" as "&": a project filter after one is logged as the filter it is."""
