@@ -203,8 +203,6 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         """oslo's text of ``record``, each context value redacted; guard's own line redacted."""
         if not is_own_line(record):
             return self._format_redacted(record)  # and redacted whole by guard.log's handler
-        global _last_own_line_formatter
-        _last_own_line_formatter = self
         text = self._format_own_line(record)
         if text is None:
             text = redact_around(self._format_redacted(record), record.message, guard_log.redact)
@@ -279,6 +277,8 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         if option is None:
             return None
         request_id = values["request_id"] if "request_id" in values else attrs.get("request_id")
+        # Checked once: shown as it is, and the record's field for the journal.
+        kept_id = request_id if request_id and _is_request_id("request_id", request_id) else None
         if request_id:
             fmt = option(conf, "logging_context_format_string")
         else:
@@ -324,7 +324,9 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
                 if value is not None:
                     if not alone:
                         return None
-                    if not _is_request_id(key, value):
+                    if not (key == "request_id" and value is kept_id) and not _is_request_id(
+                        key, value
+                    ):
                         value = _safe(value)
             elif key in _FORMATTER_SETS:
                 value = self.project if key == "project" else self.version
@@ -342,8 +344,8 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         attrs["message"] = record.msg
         if "asctime" in shown:
             attrs["asctime"] = shown["asctime"]
-        if request_id and _is_request_id("request_id", request_id):
-            attrs["request_id"] = request_id
+        if kept_id is not None:
+            attrs["request_id"] = kept_id
         return text
 
     def _plan(self, fmt: str) -> _Plan:
@@ -437,19 +439,22 @@ class ContextFormatter(oslo_formatters.ContextFormatter):
         return isotime
 
 
-# The formatter that last wrote one of guard's own lines (see _own_line_values).
-_last_own_line_formatter: ContextFormatter | None = None
-
-
 def _own_line_values(record: logging.LogRecord) -> dict[str, Any]:
     """What oslo's ContextFormatter would have set on ``record``, each value redacted.
 
     For a later handler whose format names them (guard.log asks only when that
     format failed): oslo's formatter would have left them there, and the one
-    pass does not. Empty when no guard formatter wrote an own line, or when
-    oslo's code cannot format the record.
+    pass does not. Made by the first handler's guard formatter; empty when no
+    handler has one, or when oslo's code cannot format the record.
     """
-    formatter = _last_own_line_formatter
+    formatter = next(
+        (
+            handler.formatter
+            for handler in guard_log.every_handler()
+            if isinstance(handler.formatter, ContextFormatter)
+        ),
+        None,
+    )
     if formatter is None:
         return {}
     made = logging.makeLogRecord(dict(record.__dict__))
