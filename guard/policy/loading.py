@@ -65,7 +65,15 @@ class FailClosedLoading(policy.Enforcer):
 
     def _locate_policy_file(self) -> str | None:
         # An absolute path is not checked here: the poll's one stat tells.
-        return self._locate(self.policy_file)
+        found = self._locate(self.policy_file)
+        applied = self.policy_path if self._main_applied else None
+        if applied and found != applied and not os.path.exists(applied):
+            # The file in force is gone (deleted, renamed away, or an editor's
+            # rename-and-rewrite caught mid-way): keep watching it, so that the
+            # poll holds the last good rules, rather than take whatever file of
+            # that name oslo.config's search finds further down (~/, /etc/guard).
+            return applied
+        return found
 
     def _locate_policy_dirs(self) -> list[str]:
         found = (self._locate(path) for path in self.conf.oslo_policy.policy_dirs if path)

@@ -383,3 +383,34 @@ def test_skip_undefined_check_is_honoured_by_guards_validation(tmp_path):
     assert not allowed(enforcer, LIST, ADMIN)  # rule:nobody is undefined: denied, as oslo
     with pytest.raises(PolicyFileError):
         make_enforcer(new_conf(tmp_path), str(path))
+
+
+@pytest.mark.parametrize("stray_dir", ["", ".guard"])
+@pytest.mark.parametrize("operation", [_delete, _rename_away])
+def test_a_file_gone_is_held_not_replaced_by_one_found_further_down_the_search(
+    tmp_path, fake, monkeypatch, stray_dir, operation
+):
+    """policy.yaml beside guard.conf applied, then deleted or renamed away (or
+    caught mid-way through an editor's rename-and-rewrite): held as missing.
+    oslo.config's search goes on to ~/.guard, ~, /etc/guard and /etc; a stray
+    policy.yaml there (a sample generated in the home directory) was applied
+    instead, silently, with no reload error."""
+    etc, home = tmp_path / "etc", tmp_path / "home"
+    etc.mkdir()
+    (home / stray_dir).mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    save(home / stray_dir / "policy.yaml", "{}\n")
+    (etc / "guard.conf").write_text("")
+    save(etc / "policy.yaml", ADMIN_ONLY)
+    conf = cfg.ConfigOpts()
+    conf(["--config-file", str(etc / "guard.conf")], project="guard", default_config_files=[])
+    enforcer = make_enforcer(conf, clock=fake.clock())
+    revision = enforcer.revision
+    assert not allowed(enforcer, SHOW, READER)
+    operation(etc / "policy.yaml")
+    assert not any(requests_for(enforcer, fake, 5.0, SHOW, READER))
+    assert enforcer.revision == revision
+    assert enforcer.last_reload_error.startswith("policy.yaml: the policy file is missing")
+    save(etc / "policy.yaml", '"guard:consumers:show": "rule:admin or role:reader"\n')
+    assert requests_for(enforcer, fake, 2.5, SHOW, READER)[-1]  # the file named comes back
+    assert enforcer.last_reload_error is None
