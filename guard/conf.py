@@ -15,7 +15,8 @@ search for project ``guard`` (``~/.guard/guard.conf``, ``~/guard.conf``,
 directories beside them). oslo.log's options are registered on every
 ``ConfigOpts`` it makes, with guard's defaults (:data:`LOG_DEFAULTS`).
 
-This module imports nothing of guard.
+Before oslo.config reads anything, :mod:`guard.conffiles` refuses what is
+not a regular file among the files it would read (a FIFO blocked the start).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from oslo_log import _options as oslo_log_options
 from oslo_log import log as oslo_log
 from oslo_middleware import sizelimit
 from oslo_middleware.healthcheck import opts as healthcheck_opts
+
+from guard import conffiles
 
 PROJECT = "guard"
 
@@ -185,13 +188,16 @@ def load(
 
     ``config_files`` and ``config_dirs`` are what ``--config-file`` and
     ``--config-dir`` name (a missing file raises
-    ``cfg.ConfigFilesNotFoundError``). With ``search``, what is not given is
-    found by oslo.config's default search for project ``guard``, as the
+    ``cfg.ConfigFilesNotFoundError``; a FIFO, device or directory among the
+    files read raises ``guard.conffiles.NotARegularFileError``). With
+    ``search``, what is not given is found by oslo.config's default search
+    for project ``guard``, as the
     commands and the WSGI entry point do; without it (a library, a test) only
     the given files are read. A private object rather than the global
     ``cfg.CONF``, so that two services (or two tests) in one process never
     share configuration.
     """
+    conffiles.check_config_files(config_files, config_dirs, project=PROJECT, search=search)
     conf = cfg.ConfigOpts()
     register_opts(conf)
     argv: list[str] = []

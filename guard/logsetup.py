@@ -16,7 +16,9 @@ guard's filter owns its own logging; they only install the filter.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 
 from oslo_config import cfg
 from oslo_log import formatters as oslo_formatters
@@ -24,8 +26,8 @@ from oslo_log import handlers as oslo_handlers
 from oslo_log import log as oslo_log
 
 from guard import conf as guard_conf
+from guard import conffiles, logformat
 from guard import log as guard_log
-from guard import logformat
 
 
 class LoggingConfigError(ValueError):
@@ -40,6 +42,7 @@ def setup(conf: cfg.ConfigOpts) -> None:
     """
     # The filter first, so that what oslo.log logs while it sets up is redacted too.
     guard_log.install(conf.guard.fingerprint_key)
+    refuse_what_would_block(conf)
     try:
         oslo_log.setup(conf, guard_conf.PROJECT, guard_conf.version())
     except Exception as error:  # logging.config raises whatever the file leads it into
@@ -67,6 +70,39 @@ def setup(conf: cfg.ConfigOpts) -> None:
             # after its formatter set them from the context (no filter sees
             # them). Only the request id, readable anyway, stays a field.
             handler.custom_fields = ("request_id",)  # type: ignore[assignment]
+
+
+def refuse_what_would_block(conf: cfg.ConfigOpts) -> None:
+    """Raise :class:`LoggingConfigError` for a logging file oslo.log would wait on forever.
+
+    ``log_config_append`` must be a regular file: a FIFO there blocked the
+    start (or, on the Python versions whose ``fileConfig`` checks the size,
+    was called an unreadable file like any typo), a directory or a device is
+    no logging configuration. ``log_file`` may be a FIFO that a log shipper
+    reads, but one that nobody reads blocked the start on its opening: that
+    is refused, as oslo.log's ``open`` would wait for a reader forever.
+    """
+    path = conf.log_config_append
+    kind = conffiles.kind_of(path) if path else None
+    if kind:
+        raise LoggingConfigError(
+            f"[DEFAULT] log_config_append = {path} is {kind}, not a regular file"
+        )
+    if not conf.log_file:
+        return
+    log_file = os.path.join(conf.log_dir or "", conf.log_file)  # as oslo.log joins them
+    if conffiles.kind_of(log_file) != "a FIFO":
+        return
+    try:
+        # Opening a FIFO for writing without blocking fails (ENXIO) when no reader has it open.
+        os.close(os.open(log_file, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+    except OSError as error:
+        if error.errno != errno.ENXIO:
+            return  # oslo.log's own open reports it (guard names the option then)
+        raise LoggingConfigError(
+            f"[DEFAULT] log_file {log_file} is a FIFO that no process reads: "
+            "writing the log would wait for a reader forever"
+        ) from None
 
 
 def set_level(conf: cfg.ConfigOpts, level: str) -> None:

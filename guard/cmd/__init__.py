@@ -65,3 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     except logsetup.LoggingConfigError as error:  # from any command that sets logging up
         print(f"guard {args.command}: invalid logging configuration: {error}", file=sys.stderr)
         return 2
+    except config.FILE_ERRORS as error:  # from any command that reads the configuration
+        print(f"guard {args.command}: invalid configuration: {error}", file=sys.stderr)
+        return 2

@@ -15,7 +15,18 @@ from typing import Any
 from oslo_config import cfg
 
 from guard import conf as guard_conf
-from guard import logsetup
+from guard import conffiles, logsetup
+
+#: What reading the configuration files raises for a file an operator named:
+#: reported in one line by every command (``guard.cmd.main``), never as a traceback.
+FILE_ERRORS = (
+    cfg.ConfigFilesNotFoundError,
+    cfg.ConfigFilesPermissionDeniedError,
+    cfg.ConfigDirNotFoundError,
+    cfg.ConfigFileParseError,
+    cfg.ConfigFileValueError,
+    conffiles.NotARegularFileError,
+)
 
 
 def add_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:

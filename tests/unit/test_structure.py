@@ -36,7 +36,7 @@ LAYERS = (
         "guard.logrecords",
     ),
     ("guard.context",),
-    ("guard.conf",),
+    ("guard.conf", "guard.conffiles"),
     ("guard.validation", "guard.exception"),
     ("guard",),
 )

@@ -1,0 +1,87 @@
+"""The files an operator's configuration names, checked before anything opens them.
+
+oslo.config and oslo.log open what they are given as they find it. A FIFO
+put where a file was expected (``--config-file``, a ``*.conf`` of a
+``--config-dir``, a file the default search finds) blocked ``guard serve``
+and every other command at start, silently and forever; a directory ended
+in a traceback; a ``--config-dir`` that is not a directory was read as an
+empty one, so the operator's options were dropped without a word. guard
+refuses each with one sentence naming the option and the path, before
+oslo.config reads anything.
+
+This module imports nothing of guard.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import stat
+from collections.abc import Sequence
+
+from oslo_config import cfg
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class NotARegularFileError(cfg.Error):
+    """A file the configuration reads is not a regular file (or a directory is not one)."""
+
+
+def kind_of(path: str) -> str | None:
+    """What ``path`` is ("a FIFO", "a directory", ...) when it exists and is not a regular file.
+
+    None for a regular file and for a path that cannot be examined (missing,
+    unreachable): its reader reports those in its own words. Follows links
+    and never opens ``path`` (opening a FIFO waits for a writer).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def check_config_files(
+    config_files: Sequence[str], config_dirs: Sequence[str], *, project: str, search: bool
+) -> None:
+    """Raise :class:`NotARegularFileError` for anything oslo.config would read that is not a file.
+
+    ``config_files`` and ``config_dirs`` are what ``--config-file`` and
+    ``--config-dir`` name; with ``search``, what is not given is what
+    oslo.config's default search for ``project`` finds (the files it reads
+    there exist; directories it does not find are skipped, as oslo.config
+    skips them).
+    """
+    named = [("--config-file", os.path.expanduser(str(path))) for path in config_files]
+    if not named and search:
+        found = cfg.find_config_files(project=project, prog=project)
+        named = [("the configuration file", path) for path in found]
+    for option, path in named:
+        kind = kind_of(path)
+        if kind:
+            raise NotARegularFileError(f"{option} {path} is {kind}, not a regular file")
+    directories = [("--config-dir", os.path.expanduser(str(path))) for path in config_dirs]
+    for option, path in directories:
+        if os.path.exists(path) and not os.path.isdir(path):  # a missing one: oslo.config says so
+            kind = kind_of(path) or "a regular file"
+            raise NotARegularFileError(f"{option} {path} is {kind}, not a directory")
+    if not directories and search:
+        found = cfg.find_config_dirs(project=project, prog=project)
+        directories = [("the configuration directory", path) for path in found]
+    for option, path in directories:
+        # The files oslo.config reads from a directory, in its order.
+        for member in sorted(glob.glob(os.path.join(path, "*.conf"))):
+            kind = kind_of(member)
+            if kind:
+                raise NotARegularFileError(
+                    f"{option} {path} holds {member}, which is {kind}, not a regular file"
+                )
