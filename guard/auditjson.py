@@ -1,10 +1,11 @@
 """The JSON parts of a decision line, written as ``json.dumps`` writes them.
 
-:class:`guard.audit.DecisionLog`'s writer composes each line itself, from
-parts it caches, instead of building a dict for ``json.dumps`` (measured
-need: the dict and ``dumps()`` were a third of the line). These are those
-parts: a number, a request id, a redacted text, each as ``json.dumps(...,
-separators=(",", ":"))`` writes it, ``ensure_ascii``'s escapes included.
+The decision log's writer (:class:`guard.auditline.LineWriter`) composes each
+line itself, from parts it caches, instead of building a dict for
+``json.dumps`` (measured need: the dict and ``dumps()`` were a third of the
+line). These are those parts: a number, a request id, a redacted text, each as
+``json.dumps(..., separators=(",", ":"))`` writes it, ``ensure_ascii``'s
+escapes included.
 
 What is cached is bounded in bytes whatever clients send: only texts up to
 :data:`CACHED_TEXT_LEN` characters, at most :data:`MAX_CACHED_TEXTS` a cache.

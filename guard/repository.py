@@ -37,7 +37,8 @@ import sqlalchemy
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from guard import audit, exception, validation
+from guard import exception, validation
+from guard.auditline import list_branch
 from guard.context import RequestContext
 from guard.db import consumers as db
 from guard.db.consumers import Consumer
@@ -173,7 +174,7 @@ class _Call:
             log.record(
                 action=LIST,
                 allowed=decision.outcome != "denied",
-                branch=audit.list_branch(kind, compiled.label if compiled else None),
+                branch=list_branch(kind, compiled.label if compiled else None),
                 creds=self.ctx,
                 target=target,
                 revision=self.snapshot.revision,

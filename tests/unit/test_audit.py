@@ -21,6 +21,8 @@ from oslo_context import context as oslo_context
 
 from guard import audit
 from guard import log as guard_log
+from guard.auditline import list_branch
+from guard.auditvalues import MAX_ROLES
 from guard.logfingerprints import fingerprint
 from guard.logscope import request_scope
 
@@ -153,7 +155,7 @@ def test_a_role_holding_the_callers_own_value_as_a_word_is_scrubbed(sink: Sink) 
 def test_the_default_logger_is_guard_audit() -> None:
     decision_log = audit.DecisionLog()
     try:
-        assert decision_log._logger.name == "guard.audit"
+        assert decision_log._lines.logger.name == "guard.audit"
     finally:
         decision_log.close()
 
@@ -310,7 +312,7 @@ def test_a_list_request_is_one_line_naming_its_outcome_and_rule(
     sink: Sink, kind: str, allowed: bool, outcome: str
 ) -> None:
     decision_log = make_log(sink)
-    branch = audit.list_branch(kind, "(rule:admin or rule:project_reader)")
+    branch = list_branch(kind, "(rule:admin or rule:project_reader)")
     decide(decision_log, action="guard:consumers:list", allowed=allowed, branch=branch)
     decision_log.close()
     (line,) = sink.lines
@@ -399,8 +401,8 @@ def test_what_waits_in_the_queue_is_bounded_in_bytes_whatever_the_caller_sends(
     decision_log.close()
     entry = json.loads(sink.lines[-1])
     assert entry["user"] == fingerprint(long_user)  # the same id, the same fingerprint
-    assert entry["roles"][: audit.MAX_ROLES] == [role.upper() for role in roles[: audit.MAX_ROLES]]
-    assert entry["roles"][audit.MAX_ROLES :] == [f"(+{20_000 - audit.MAX_ROLES} more)"]
+    assert entry["roles"][:MAX_ROLES] == [role.upper() for role in roles[:MAX_ROLES]]
+    assert entry["roles"][MAX_ROLES:] == [f"(+{20_000 - MAX_ROLES} more)"]
 
 
 _ANY_TEXT = st.text(

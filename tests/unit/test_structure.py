@@ -25,7 +25,7 @@ LAYERS = (
     ("guard.repository",),
     ("guard.policy", "guard.policies"),
     ("guard.db",),
-    ("guard.audit", "guard.auditjson"),
+    ("guard.audit", "guard.auditline", "guard.auditvalues", "guard.auditjson"),
     (
         "guard.logsetup",
         "guard.logformat",
