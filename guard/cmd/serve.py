@@ -146,7 +146,8 @@ def serve(args: argparse.Namespace) -> int:
         cause = error.__cause__ if isinstance(error, exception.Unavailable) else error
         if isinstance(cause, sqlalchemy.exc.SQLAlchemyError):
             detail = db_errors.describe(cause)
-        elif isinstance(error, migration.MigrationError):  # guard's own words
+        elif isinstance(error, migration.MigrationError | db_api.DatabaseURLError):
+            # guard's own words
             detail = str(error)
         else:
             detail = type(error).__name__

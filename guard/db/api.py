@@ -92,6 +92,35 @@ _MYSQL_RETRYABLE_ERRNOS = frozenset({1205, 1213, 1020})
 MYSQL_BACKENDS = frozenset({"mysql", "mariadb"})
 
 
+class DatabaseURLError(ValueError):
+    """A database URL guard cannot use, said in guard's own words.
+
+    The message names what is wrong and what to write instead, never the URL
+    itself (it may carry a password): the commands show it as it is.
+    """
+
+
+#: What a SQLite URL that names no file, or one that has a host part, is told.
+SQLITE_FILE_HELP = "name a file, sqlite:///relative/path.sqlite or sqlite:////absolute/path.sqlite"
+
+
+def _check_sqlite_url(url: sqlalchemy.URL) -> None:
+    """Refuse a SQLite URL that names no file guard could keep its rows in.
+
+    An in-memory database (``sqlite://``, ``:memory:``, ``mode=memory``)
+    lives as long as one connection: ``guard db upgrade`` migrated one and
+    reported success, and ``guard serve`` started and answered every request
+    503 (each pooled connection opened an empty database). ``sqlite://var/x``
+    (two slashes) makes ``var`` a host, which SQLite has none of.
+    """
+    if url.host:
+        raise DatabaseURLError(f"a SQLite URL has no host part: {SQLITE_FILE_HELP}")
+    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+        raise DatabaseURLError(
+            "an in-memory SQLite database is gone when its connection closes: " + SQLITE_FILE_HELP
+        )
+
+
 class _RowsWithheld(logging.Filter):
     """SQLAlchemy's DEBUG line of each fetched row, with the row's values withheld."""
 
@@ -112,7 +141,9 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
 
     A bare ``postgresql://`` URL is given the psycopg 3 driver, a bare
     ``mysql://`` or ``mariadb://`` PyMySQL. Extra keyword arguments go to
-    :func:`sqlalchemy.create_engine` (pool sizes, echo).
+    :func:`sqlalchemy.create_engine` (pool sizes, echo). A backend guard
+    does not support, or a SQLite URL that names no file, is
+    :class:`DatabaseURLError`.
     """
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -125,6 +156,7 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     if _ROWS_WITHHELD not in _ENGINE_LOG.filters:
         _ENGINE_LOG.addFilter(_ROWS_WITHHELD)
     if backend == "sqlite":
+        _check_sqlite_url(parsed)
         return _create_sqlite_engine(parsed, **kwargs)
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
@@ -134,7 +166,9 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         if parsed.drivername == backend:
             parsed = parsed.set(drivername=f"{backend}+pymysql")
         return _create_mysql_engine(parsed, **kwargs)
-    raise ValueError(f"unsupported database backend {backend!r}: use sqlite, postgresql or mysql")
+    raise DatabaseURLError(
+        f"unsupported database backend {backend!r}: use sqlite, postgresql or mysql"
+    )
 
 
 def display_url(url: str) -> str:
@@ -145,7 +179,8 @@ def display_url(url: str) -> str:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return f"{parsed.drivername}:///{parsed.database or ''}"
+        # A host part (``sqlite://var/x``, a slash short) shown as written.
+        return f"{parsed.drivername}://{parsed.host or ''}/{parsed.database or ''}"
     credentials = "***@" if parsed.username or parsed.password else ""
     host = parsed.host or ""
     if "@" in host:  # an "@" left unencoded in the password: the rest of it is no host
