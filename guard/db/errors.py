@@ -4,8 +4,8 @@ A driver's own message names the host, the user, sometimes the password or
 the SQL, so it is never shown. :func:`describe` reads the driver's error
 (PostgreSQL's psycopg, MySQL's PyMySQL, SQLite) and answers with one of a
 few fixed sentences: connection refused, host unknown or unreachable,
-authentication failed, database missing, file cannot be opened. Anything
-else is named by its kind only.
+authentication failed, database missing, a privilege missing, file cannot
+be opened. Anything else is named by its kind only.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ MISSING_DATABASE: Final = (
 )
 SQLITE_CANNOT_OPEN: Final = "cannot open the SQLite file: its directory must exist and be writable"
 CONNECTION_LOST: Final = "the connection to the database server was lost"
+NOT_PERMITTED: Final = (
+    "the database user lacks a privilege this needs (guard db upgrade creates tables): "
+    "grant it on the database, or make the user the database's owner (PostgreSQL 15 and "
+    "later no longer let every user create tables in the public schema)"
+)
 BAD_URL: Final = "the database URL is not valid, or names a driver that is not installed"
 
 # MySQL/MariaDB client and server error numbers.
@@ -35,10 +40,13 @@ _MYSQL: Final = {
     1045: AUTH_FAILED,  # ER_ACCESS_DENIED_ERROR
     1044: NO_ACCESS,  # ER_DBACCESS_DENIED_ERROR
     1049: MISSING_DATABASE,  # ER_BAD_DB_ERROR
+    1142: NOT_PERMITTED,  # ER_TABLEACCESS_DENIED_ERROR: "CREATE command denied"
     2005: UNREACHABLE,  # CR_UNKNOWN_HOST
     2006: CONNECTION_LOST,  # CR_SERVER_GONE_ERROR
     2013: CONNECTION_LOST,  # CR_SERVER_LOST
 }
+# SQLSTATE 42501: "permission denied for schema public" and the like.
+_PG_INSUFFICIENT_PRIVILEGE: Final = "42501"
 # libpq's connection messages (a failed connection carries no SQLSTATE), by
 # the start of the server's FATAL line or libpq's own words.
 _POSTGRESQL: Final = (
@@ -64,6 +72,8 @@ def describe(error: BaseException) -> str:
     module = type(orig).__module__
     message = str(orig).lower()
     if module.startswith("psycopg"):
+        if getattr(orig, "sqlstate", None) == _PG_INSUFFICIENT_PRIVILEGE:
+            return NOT_PERMITTED
         for pattern, sentence in _POSTGRESQL:
             if pattern.search(message):
                 return sentence

@@ -146,3 +146,36 @@ def test_failures_say_what_failed_and_nothing_secret(
             assert secret not in output
         if "://" in url:
             assert_no_credentials(failed, url)
+
+
+def test_a_user_that_may_not_create_tables_is_told_which_privilege(
+    tmp_path: Path, postgresql_cluster: PostgresCluster, mariadb_server: MariaDBServer
+):
+    """The everyday set-up: the database made by the server's administrator, a
+    login for guard that may connect and read but not create tables (on
+    PostgreSQL 15 a database owned by postgres no longer lets every user
+    create in its public schema). It said "database error (ProgrammingError:
+    InsufficientPrivilege)", or OperationalError on MariaDB."""
+    import psycopg
+
+    pg_database = make_url(postgresql_cluster.create_database()).database
+    pg_user = "guard_reader"
+    with psycopg.connect(
+        host="127.0.0.1", port=postgresql_cluster.port, user=postgresql_cluster.superuser,
+        dbname="postgres", autocommit=True,
+    ) as conn:  # fmt: skip
+        conn.execute(f"CREATE ROLE {pg_user} LOGIN PASSWORD 'hunter2-pg'")
+    pg_url = f"postgresql+psycopg://{pg_user}:hunter2-pg@127.0.0.1:{postgresql_cluster.port}"
+    maria_database = make_url(mariadb_server.create_database()).database
+    maria_user, maria_password = mariadb_server.create_user()
+    with mariadb_server.admin_connection() as conn, conn.cursor() as cursor:
+        cursor.execute(f"GRANT SELECT ON `{maria_database}`.* TO '{maria_user}'@'%'")
+    maria_url = make_url(mariadb_server.url(maria_database)).set(
+        username=maria_user, password=maria_password
+    )
+    for url in (f"{pg_url}/{pg_database}", maria_url.render_as_string(False)):
+        failed = guard_db("upgrade", "--database", url, cwd=tmp_path)
+        assert failed.returncode == 1, (url, failed.stdout)
+        assert failed.stderr.strip() == f"guard db upgrade: {errors.NOT_PERMITTED}"
+        assert "Traceback" not in failed.stdout + failed.stderr
+        assert_no_credentials(failed, url)
