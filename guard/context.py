@@ -150,6 +150,27 @@ class RequestContext(oslo_context.RequestContext):
             raise exception.Forbidden()
         return allowed
 
+    def to_policy_values(self) -> Any:
+        """oslo.context's policy values, without those the caller does not have.
+
+        oslo.policy compares a credential with ``str()`` of it, and
+        ``str(None)`` is ``'None'``: ``project_id:%(project_id)s`` held for a
+        caller without a project (an unscoped token; a proxy that sent no
+        ``X-Project-Id``) on every consumer of a project named ``None``, and
+        the SQL filter compiled it into ``project_id = 'None'``. A value that
+        is None is left out, and a check on a credential the caller lacks is
+        false (oslo.policy's rule, kept by guard's engine): no id means no
+        match, never a match with the word ``None``.
+        """
+        values = super().to_policy_values()
+        data = getattr(values, "_data", None)  # oslo.context's _DeprecatedPolicyValues
+        if not isinstance(data, dict):
+            return {key: value for key, value in values.items() if value is not None}
+        # Its current (not deprecated) values, kept in its own type: guard's
+        # engine copies them in one step (guard.policy.creds).
+        values._data = {key: value for key, value in data.items() if value is not None}  # type: ignore[attr-defined]
+        return values
+
     def to_dict(self) -> dict[str, Any]:
         """Return the context as a dict, with the caller's tokens masked.
 

@@ -129,6 +129,14 @@ def test_policy_values_carry_scope_and_roles():
     assert values["project_id"] == "p"
 
 
+def test_policy_values_leave_out_what_the_caller_does_not_have():
+    """str(None) is 'None': a caller without a project must match no project named so."""
+    values = RequestContext(user_id="u", roles=["reader"]).to_policy_values()
+    assert "project_id" not in values and "domain_id" not in values
+    assert values["user_id"] == "u" and values["roles"] == ["reader"]
+    assert None not in values.values()
+
+
 # -- from_environ: oslo.context's, reading only the headers a request carries --------
 
 _OSLO_HEADERS = sorted(
