@@ -183,13 +183,22 @@ def _announce(args: argparse.Namespace, conf: Any, services: deploy.Services, po
 
 def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services, app: Any) -> int:
     """One process, ``threads`` worker threads: the default."""
-    server = waitress.create_server(
-        app,
-        host=conf.api.bind_host,
-        port=conf.api.bind_port,
-        threads=conf.api.threads,
-        ident="guard",
-    )
+    try:
+        server = waitress.create_server(
+            app,
+            host=conf.api.bind_host,
+            port=conf.api.bind_port,
+            threads=conf.api.threads,
+            ident="guard",
+        )
+    except (OSError, ValueError) as error:
+        # The port taken (a second guard serve), an address not on this host,
+        # a host name that does not resolve: one line, not a traceback.
+        services.close()
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        where = f"{_url_host(conf.api.bind_host)}:{conf.api.bind_port}"
+        print(f"guard serve: cannot listen on {where}: {reason}", file=sys.stderr)
+        return 1
     answer_parse_errors_in_json(server)
     # Ctrl-C is a clean stop from the moment "guard serving" is printed.
     try:
