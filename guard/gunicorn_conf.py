@@ -23,11 +23,15 @@ import time. Why each choice:
 * ``timeout`` above the database's statement (30 s) plus connect (10 s)
   timeouts, so a query that hits them ends as a 503 before gunicorn would
   kill the worker.
+* a worker sent SIGHUP or SIGUSR2 itself (:func:`post_worker_init`) writes
+  its queued decisions and goes on serving, as ``guard serve`` does.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 from typing import Any
 
 bind = [os.environ.get("GUARD_BIND", "127.0.0.1:8778")]
@@ -47,8 +51,12 @@ control_socket_disable = True
 _SETTINGS = (
     "bind", "workers", "worker_class", "threads", "preload_app", "keepalive", "timeout",
     "graceful_timeout", "accesslog", "errorlog", "loglevel", "proc_name",
-    "control_socket_disable", "worker_exit",
+    "control_socket_disable", "worker_exit", "post_worker_init",
 )  # fmt: skip
+
+#: Signals gunicorn's master acts on (SIGHUP: reload the workers; SIGUSR2: a
+#: new binary) that a worker leaves to Python's default: ending at once.
+WORKER_KEEPS_SERVING_ON = (signal.SIGHUP, signal.SIGUSR2)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
@@ -60,6 +68,35 @@ def worker_exit(server: Any, worker: Any) -> None:
     from guard import wsgi
 
     wsgi.close()
+
+
+def post_worker_init(worker: Any) -> None:
+    """In a worker, once it is ready: SIGHUP and SIGUSR2 write its queued decisions, no more.
+
+    gunicorn's master takes SIGHUP (new workers; the old ones stop
+    gracefully, their queued decisions written by :func:`worker_exit`) and
+    SIGUSR2; a worker sent either itself (``pkill -HUP``, ``systemctl kill
+    -s HUP``, a logrotate ``postrotate`` that signals every guard process)
+    died at once, and the decision-log lines it had queued were lost. It now
+    writes them, says where a reload should go, and goes on serving.
+    """
+    from guard import audit
+
+    log = logging.getLogger("guard.gunicorn")
+    master = os.getppid()
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        audit.flush_all()
+        log.warning(
+            "%s sent to a gunicorn worker: it keeps serving (queued decisions written); "
+            "send it to the master, pid %d, to reload the workers",
+            signal.Signals(signum).name,
+            master,
+        )
+
+    for signum in WORKER_KEEPS_SERVING_ON:
+        signal.signal(signum, _on_signal)
+        signal.siginterrupt(signum, False)  # as gunicorn's own handlers: no EINTR mid-request
 
 
 def settings() -> dict[str, Any]:
