@@ -27,6 +27,10 @@ _OPERATORS = {"and", "or", "not"}
 _TEMPLATE_WITHOUT_CONVERSION = re.compile(r"%\(([^()]*)\)(?=$|[\s)])")
 _TEMPLATE = re.compile(r"%\(([^()]*)\)")
 _KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+# A check's match with its target templates (%(key)s) and literal %% taken
+# out: any "%" left over (%(key)d, %(key)r, %(key)5s, a lone %) makes
+# oslo.policy's ``match % target`` raise or never equal a credential.
+_FORMATTED_PARTS = re.compile(r"%\([^()]*\)s|%%")
 
 #: The keys guard puts in every decision's target (the consumer row).
 TARGET_KEYS = ("project_id", "user_id", "consumer_type", "uuid")
@@ -76,9 +80,31 @@ def check_string_problem(check_str: str) -> str | None:
         # One token object since oslo.policy 5, a (kind, value) pair before.
         state.shift(*parsed) if isinstance(parsed, tuple) else state.shift(parsed)
     try:
-        state.result  # noqa: B018 - the property raises when the parse failed
+        parsed_check = state.result
     except ValueError:
         return "the check string does not parse (unbalanced parentheses or a missing operand)"
+    return _format_problem(parsed_check)
+
+
+def _format_problem(check: _checks.BaseCheck) -> str | None:
+    """Why a role or generic check of ``check``'s tree cannot be filled in from a target.
+
+    oslo.policy formats such a check's match with the target (``match %
+    target``): a "%" that is not ``%(key)s`` or ``%%`` raises on every
+    decision (guard then denies, row by row over a whole list) or makes a
+    text no credential equals. It parses, so it was accepted, and the rule
+    denied everyone without a word on the healthcheck.
+    """
+    for node, _depth in walk(check):
+        if isinstance(node, _checks.RoleCheck | _checks.GenericCheck) and "%" in (
+            _FORMATTED_PARTS.sub("", node.match)
+        ):
+            # The kind is named only when it is a plain key, never the file's text.
+            shown = f"the check '{node.kind}:'" if _KEY_NAME.fullmatch(node.kind) else "a check"
+            return (
+                f"{shown} has a '%' that is not a target template %(key)s "
+                "(write %% for a literal %)"
+            )
     return None
 
 
@@ -91,6 +117,9 @@ def _list_rule_problem(value: list) -> str | None:
         for term in terms:
             if term not in ("@", "!") and ":" not in term:
                 return "a term is neither '@', '!' nor a check of the form kind:match"
+            problem = _format_problem(_parser._parse_check(term))
+            if problem:
+                return problem
     return None
 
 
