@@ -42,6 +42,7 @@ from guard.middleware import (
     SizeLimit,
     WSGIApp,
     anonymous_context,
+    paste_conf,
     shared_enforcer,
 )
 from guard.repository import ConsumerRepository
@@ -188,7 +189,7 @@ def shared_services(config_file: str | None) -> Services:
     never changes a schema (``guard db upgrade`` does, once); a database not
     at the schema head answers 503 on the healthcheck.
     """
-    conf = guard_conf.for_paste(config_file)
+    conf = paste_conf(config_file)
     return build_services(conf, enforcer=shared_enforcer(config_file))
 
 
@@ -213,7 +214,7 @@ def authtoken_filter_factory(global_conf: dict[str, str], **local_conf: str) -> 
     needs to answer a 401.
     """
     config_file = _config_file(global_conf, local_conf)
-    conf = guard_conf.for_paste(config_file)
+    conf = paste_conf(config_file)
     options = {
         name: value
         for name, value in {**global_conf, **local_conf}.items()

@@ -425,10 +425,25 @@ class SizeLimit(sizelimit.RequestBodySizeLimiter):
             return error(environ, start_response)
 
 
+def paste_conf(config_file: str | None) -> cfg.ConfigOpts:
+    """The guard.conf of paste's factories, guard's redacting filter put on first (keyed by it).
+
+    Every factory takes its configuration from here before it builds
+    anything. PasteDeploy builds the app (its enforcer, the schema check)
+    before any filter: what that logged went through the service's handlers
+    before the ``guard`` filter's factory redacted them (a policy warning
+    naming a rule whose key holds an id showed it raw), and ids fingerprinted
+    then drew a random key (with its notice) though one was configured.
+    """
+    conf = guard_conf.for_paste(config_file)
+    guard_log.install(conf.guard.fingerprint_key)
+    return conf
+
+
 @functools.cache
 def shared_enforcer(config_file: str | None) -> policy.Enforcer:
     """One policy enforcer per configuration file, shared by paste's factories."""
-    conf = guard_conf.for_paste(config_file)
+    conf = paste_conf(config_file)
     return policy.make_enforcer(conf, resolve_policy_file(conf))
 
 
@@ -442,7 +457,7 @@ def filter_factory(global_conf: dict[str, str], **local_conf: str) -> Callable[.
     service's own (it is not changed here).
     """
     config_file = local_conf.get("config_file") or global_conf.get("config_file")
-    guard_log.install(guard_conf.for_paste(config_file).guard.fingerprint_key)
+    paste_conf(config_file)
     enforcer = shared_enforcer(config_file)
 
     def _filter(app: WSGIApp) -> GuardMiddleware:
