@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from oslo_policy import _checks, _parser
 
+from guard.policy.compiler import literal_value
 from guard.policy.depth import MAX_DEPTH, rule_depths, text_depth_bound, walk
 from guard.policy.errors import Problem
 
@@ -87,24 +88,35 @@ def check_string_problem(check_str: str) -> str | None:
 
 
 def _format_problem(check: _checks.BaseCheck) -> str | None:
-    """Why a role or generic check of ``check``'s tree cannot be filled in from a target.
+    """Why a check of ``check``'s tree raises or never matches on every decision.
 
-    oslo.policy formats such a check's match with the target (``match %
-    target``): a "%" that is not ``%(key)s`` or ``%%`` raises on every
-    decision (guard then denies, row by row over a whole list) or makes a
-    text no credential equals. It parses, so it was accepted, and the rule
-    denied everyone without a word on the healthcheck.
+    oslo.policy fills a role or generic check's match in with the target
+    (``match % target``): a "%" that is not ``%(key)s`` or ``%%`` raises on
+    every decision (guard then denies, row by row over a whole list) or
+    makes a text no credential equals. A generic check's left side is read
+    with ``ast.literal_eval``, a credential path when that raises
+    ValueError: any other error (``1.2.3``, an unclosed quote) escapes on
+    every decision. Both parse, so they were accepted, and the rule denied
+    everyone without a word on the healthcheck.
     """
     for node, _depth in walk(check):
-        if isinstance(node, _checks.RoleCheck | _checks.GenericCheck) and "%" in (
-            _FORMATTED_PARTS.sub("", node.match)
-        ):
-            # The kind is named only when it is a plain key, never the file's text.
-            shown = f"the check '{node.kind}:'" if _KEY_NAME.fullmatch(node.kind) else "a check"
+        if not isinstance(node, _checks.RoleCheck | _checks.GenericCheck):
+            continue
+        # The kind is named only when it is a plain key, never the file's text.
+        shown = f"the check '{node.kind}:'" if _KEY_NAME.fullmatch(node.kind) else "a check"
+        if "%" in _FORMATTED_PARTS.sub("", node.match):
             return (
                 f"{shown} has a '%' that is not a target template %(key)s "
                 "(write %% for a literal %)"
             )
+        if isinstance(node, _checks.GenericCheck):
+            try:
+                literal_value(node.kind)
+            except Exception:  # what oslo.policy lets escape at every decision
+                return (
+                    "a check's left side is neither a Python literal ('p1', True, 1) "
+                    "nor a credential name such as project_id"
+                )
     return None
 
 

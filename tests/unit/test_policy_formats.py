@@ -1,4 +1,8 @@
-"""A check whose match has a '%' other than ``%(key)s`` or ``%%`` is refused.
+"""A check that raises or never matches on every decision is refused.
+
+A match with a '%' other than ``%(key)s`` or ``%%``, or a generic check's
+left side on which ``ast.literal_eval`` raises other than ValueError
+(``1.2.3:x``, an unclosed quote): oslo.policy lets those escape.
 
 oslo.policy fills a role or generic check's match in with ``match % target``:
 ``project_id:%(project_id)d``, ``user_id:%(user_id)s%`` or ``role:100%``
@@ -16,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oslo_config import cfg
@@ -33,10 +38,12 @@ pieces = st.sampled_from(
      "%(project_id)", "%%", "%", "%s", "p1", "u1", "reader", "-", "."]
 )  # fmt: skip
 matches = st.lists(pieces, min_size=1, max_size=4).map("".join)
+# Left sides: credential names, Python literals, and (the last three) text
+# on which ast.literal_eval raises SyntaxError, not oslo's ValueError.
+GOOD_KINDS = ["role", "project_id", "user_id", "token.user.id", "'p1'", "True", "1"]
+BAD_KINDS = ["1.2.3", "'p1", "0123"]
 checks = st.builds(
-    lambda kind, match: f"{kind}:{match}",
-    st.sampled_from(["role", "project_id", "user_id"]),
-    matches,
+    lambda kind, match: f"{kind}:{match}", st.sampled_from(GOOD_KINDS + BAD_KINDS), matches
 )
 
 
@@ -54,11 +61,13 @@ def _oslo_decides(check_str: str) -> bool:
 def test_an_accepted_check_string_is_filled_in_as_written(parts: list[str], joiner: str) -> None:
     """Accepted means: oslo.policy evaluates it without raising, and each
     template it fills in is the target's value itself (a well-formed
-    ``%(key)s``); refused means one of its matches has a stray '%'."""
+    ``%(key)s``); refused means one of its matches has a stray '%' or one
+    of its left sides is neither a literal nor a credential name."""
     check_str = joiner.join(parts)
-    parsed = parse_policy_text(f"{SHOW}: '{check_str}'\n", "policy.yaml")
+    parsed = parse_policy_text(yaml.safe_dump({SHOW: check_str}), "policy.yaml")
     stray = any(_has_stray_percent(part.split(":", 1)[1]) for part in parts)
-    if stray:
+    bad_kind = any(part.split(":", 1)[0] in BAD_KINDS for part in parts)
+    if stray or bad_kind:
         assert parsed.problems and SHOW in parsed.invalid, check_str
         assert all(check_str not in str(problem) for problem in parsed.problems)
     else:
