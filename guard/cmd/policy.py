@@ -120,10 +120,10 @@ def _credentials(text: str) -> dict[str, Any]:
     """
     creds = _json_object(text)
     for key in ("roles", "service_roles"):
-        roles = creds.get(key)
-        if roles is not None and not (
-            isinstance(roles, list) and all(isinstance(role, str) for role in roles)
-        ):
+        if key not in creds:
+            continue
+        roles = creds[key]  # null too: oslo.policy iterates it and raises TypeError
+        if not (isinstance(roles, list) and all(isinstance(role, str) for role in roles)):
             raise argparse.ArgumentTypeError(
                 f'"{key}" must be a JSON list of role names, e.g. ["reader"]'
             )

@@ -232,7 +232,12 @@ def test_explain_of_a_rule_name_with_a_typo_says_so_and_fails(capsys):
 
 @pytest.mark.parametrize(
     "creds",
-    [{"roles": "reader"}, {"roles": ["reader", 1]}, {"service_roles": "service"}],
+    [
+        {"roles": "reader"},
+        {"roles": ["reader", 1]},
+        {"service_roles": "service"},
+        {"roles": None},  # a traceback (oslo iterates it: TypeError)
+    ],
 )
 def test_explain_refuses_roles_that_are_not_a_list_of_names(capsys, creds):
     """oslo.policy would iterate "reader" as the roles r, e, a, d...: named, not explained."""
