@@ -218,5 +218,12 @@ def for_paste(config_file: str | None) -> cfg.ConfigOpts:
 
     The ``guard`` filter, keystonemiddleware's ``authtoken`` and the
     ``consumers`` app of one ``api-paste.ini`` then read one configuration.
+    A pipeline that names none (``config_file``) reads what every guard
+    command reads then: oslo.config's default search (``~/.guard/``,
+    ``/etc/guard/guard.conf``, ...). It read nothing: the policy file and
+    database the operator's guard.conf named were ignored, for the
+    defaults.
     """
-    return load([config_file] if config_file else [])
+    if config_file:
+        return load([config_file])
+    return load(search=True)

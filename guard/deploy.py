@@ -190,6 +190,13 @@ def shared_services(config_file: str | None) -> Services:
     at the schema head answers 503 on the healthcheck.
     """
     conf = paste_conf(config_file)
+    if not conf.database.connection:
+        # guard serve's embedded ./var/guard.sqlite would be made in the
+        # server's working directory, empty (loading never migrates).
+        raise PipelineError(
+            "no database configured: set [database] connection in the guard.conf the "
+            "pipeline names (config_file), or in /etc/guard/guard.conf"
+        )
     return build_services(conf, enforcer=shared_enforcer(config_file))
 
 
