@@ -70,6 +70,14 @@ def build_from_environment() -> deploy.Deployment:
     conf = guard_conf.load(
         _paths(CONFIG_FILE_ENV), config_dirs=_paths(CONFIG_DIR_ENV), search=True
     )
+    if not conf.database.connection:
+        # guard serve's embedded ./var/guard.sqlite would be made, empty, in
+        # the server's working directory, and every worker would answer 503
+        # (a unit without GUARD_CONFIG_FILE): the worker refuses to boot.
+        raise deploy.PipelineError(
+            f"no database configured: set [database] connection in the guard.conf "
+            f"{CONFIG_FILE_ENV} names (else /etc/guard/guard.conf)"
+        )
     return build_from(conf, pipeline=os.environ.get(PIPELINE_ENV) or None)
 
 
