@@ -22,6 +22,7 @@ from oslo_config import cfg
 from oslo_policy import generator
 
 from guard import conf as guard_conf
+from guard import logfingerprints
 from guard.cmd import config
 from guard.policy import Enforcer, PolicyFileError, make_enforcer
 from guard.policy.paths import PolicyFileMissing, resolve_policy_file
@@ -47,9 +48,15 @@ def _conf(args: argparse.Namespace) -> cfg.ConfigOpts:
 
     Logging is left as Python sets it: these tools print their findings, and
     run in-process from tests and other tools, whose logging they must not
-    replace.
+    replace. Ids in a rule's text are fingerprinted under ``[guard]
+    fingerprint_key``, as the service's decision log does, so that an
+    operator can match them (they were under a random key, with its notice
+    that none was configured).
     """
-    return config.load(args)
+    conf = config.load(args)
+    if conf.guard.fingerprint_key:
+        logfingerprints.use_key(conf.guard.fingerprint_key)
+    return conf
 
 
 def _load(conf: cfg.ConfigOpts, policy_file: str | None) -> Enforcer:
