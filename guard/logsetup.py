@@ -42,6 +42,11 @@ def setup(conf: cfg.ConfigOpts) -> None:
     """
     # The filter first, so that what oslo.log logs while it sets up is redacted too.
     guard_log.install(conf.guard.fingerprint_key)
+    named = [n for n in ("log_dir", "log_file") if getattr(conf, n)]  # as the operator wrote
+    if named == ["log_dir"]:
+        # oslo.log names the file after the program: "<frozen runpy>.log"
+        # under `python -m guard`, gunicorn.log, uwsgi.log. guard's is guard.log.
+        conf.set_default("log_file", f"{guard_conf.PROJECT}.log")
     refuse_what_would_block(conf)
     try:
         oslo_log.setup(conf, guard_conf.PROJECT, guard_conf.version())
@@ -54,8 +59,8 @@ def setup(conf: cfg.ConfigOpts) -> None:
         )
         if not conf.log_config_append and isinstance(error, OSError) and error.strerror:
             # The log file oslo.log could not open, named as the operator wrote it.
-            named = [f"{n} = {v}" for n in ("log_dir", "log_file") if (v := getattr(conf, n))]
-            source = f"[DEFAULT] {', '.join(named)}" if named else source
+            written = [f"{n} = {getattr(conf, n)}" for n in named]
+            source = f"[DEFAULT] {', '.join(written)}" if written else source
             kind = f"the log file cannot be opened ({error.strerror})"
         raise LoggingConfigError(f"{source}: {kind}") from None
     guard_log.install(conf.guard.fingerprint_key)
