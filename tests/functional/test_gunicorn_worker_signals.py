@@ -12,6 +12,8 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -54,9 +56,22 @@ def get(port: int, path: str, headers: dict[str, str]) -> int:
         conn.close()
 
 
+def start_guard_serve(tmp_path: Path, config_file: Path, port: int):
+    """``guard serve --workers 1``: gunicorn embedded, with guard.gunicorn_conf's settings."""
+    log_file = tmp_path / "serve.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "guard", "serve", "--workers", "1", "--port", str(port),
+             "--pipeline", "trusted", "--config-file", str(config_file)],
+            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return process, log_file
+
+
+@pytest.mark.parametrize("launcher", ["gunicorn", "guard serve"])
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGUSR2], ids=lambda s: s.name)
 def test_the_worker_writes_its_decisions_and_keeps_serving(
-    tmp_path: Path, signum: signal.Signals
+    tmp_path: Path, signum: signal.Signals, launcher: str
 ) -> None:
     database = f"sqlite:///{tmp_path / 'guard.sqlite'}"
     migrate(database)
@@ -65,7 +80,10 @@ def test_the_worker_writes_its_decisions_and_keeps_serving(
         f"[database]\nconnection = {database}\n[guard]\nfingerprint_key = worker-hup-key\n"
     )
     port = free_port()
-    process, log_file = start_gunicorn(tmp_path, config_file, port, workers=1)
+    if launcher == "gunicorn":
+        process, log_file = start_gunicorn(tmp_path, config_file, port, workers=1)
+    else:
+        process, log_file = start_guard_serve(tmp_path, config_file, port)
     try:
         wait_for(lambda: get(port, "/", {}) == 200, timeout=60)
         (worker,) = children(process.pid)
