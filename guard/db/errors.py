@@ -3,9 +3,9 @@
 A driver's own message names the host, the user, sometimes the password or
 the SQL, so it is never shown. :func:`describe` reads the driver's error
 (PostgreSQL's psycopg, MySQL's PyMySQL, SQLite) and answers with one of a
-few fixed sentences: connection refused, host unknown or unreachable,
-authentication failed, database missing, a privilege missing, file cannot
-be opened. Anything else is named by its kind only.
+few fixed sentences: connection refused, no server at a Unix socket, host
+unknown or unreachable, authentication failed, database missing, a privilege
+missing, file cannot be opened. Anything else is named by its kind only.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ REFUSED: Final = (
     "connection refused: is the database server running and listening on that host and port?"
 )
 UNREACHABLE: Final = "cannot reach the database server: unknown host, or no route to it"
+NO_SOCKET: Final = (
+    "no database server listens on that Unix socket: is it running, and is the socket's "
+    "directory the one the URL names?"
+)
 AUTH_FAILED: Final = "authentication failed: check the user and password of [database] connection"
 NO_ACCESS: Final = "the user may not use that database: grant it the rights on it"
 MISSING_DATABASE: Final = (
@@ -51,6 +55,7 @@ _PG_INSUFFICIENT_PRIVILEGE: Final = "42501"
 # the start of the server's FATAL line or libpq's own words.
 _POSTGRESQL: Final = (
     (re.compile(r"connection refused"), REFUSED),
+    (re.compile(r"on socket .* failed: no such file or directory"), NO_SOCKET),
     (re.compile(r"password authentication failed|no password supplied"), AUTH_FAILED),
     (re.compile(r'fatal:\s+role "'), AUTH_FAILED),  # role "x" does not exist
     (re.compile(r'fatal:\s+database "'), MISSING_DATABASE),  # database "x" does not exist
@@ -66,8 +71,11 @@ def describe(error: BaseException) -> str:
     orig = getattr(error, "orig", None) or error
     errno = api.mysql_errno(orig)
     if errno is not None:
-        if errno == 2003:  # CR_CONN_HOST_ERROR: refused, or the host unknown
-            return REFUSED if "refused" in str(orig).lower() else UNREACHABLE
+        if errno == 2003:  # CR_CONN_HOST_ERROR: refused, no socket file, or the host unknown
+            text = str(orig).lower()
+            if "refused" in text:
+                return REFUSED
+            return NO_SOCKET if "no such file or directory" in text else UNREACHABLE
         return _MYSQL.get(errno, _kind(error, orig))
     module = type(orig).__module__
     message = str(orig).lower()

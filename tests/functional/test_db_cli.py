@@ -128,6 +128,13 @@ def _failure_cases(
         ),
         (f"sqlite:///{tmp_path / 'no-such-dir' / 'guard.sqlite'}", errors.SQLITE_CANNOT_OPEN),
         ("not a URL: dbadmin hunter2", errors.BAD_URL),
+        # A Unix socket where no server listens (database error (OperationalError), or
+        # "unknown host" on MySQL, before).
+        ("postgresql+psycopg://dbadmin:hunter2@/guard?host=/nonexistent", errors.NO_SOCKET),
+        (
+            "mysql+pymysql://dbadmin:hunter2@localhost/guard?unix_socket=/nonexistent/m.sock",
+            errors.NO_SOCKET,
+        ),
     ]  # fmt: skip
 
 
