@@ -109,10 +109,13 @@ def use_key(key: bytes | str | None) -> None:
     """Fingerprint with ``key`` (``[guard] fingerprint_key``) from now on.
 
     A new key replaces the old one. ``None`` keeps the key in use, or draws a
-    random one (with the notice) when there is none yet.
+    random one (with the notice) when there is none yet; so does an empty
+    key (``fingerprint_key =`` left blank), which would be an HMAC anyone
+    can compute: a log's fingerprints of names and known ids could be
+    matched by whoever reads it.
     """
     global _fingerprinter
-    if key is None:
+    if not key:
         _current_fingerprinter()
         return
     with _state_lock:
