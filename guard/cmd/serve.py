@@ -190,6 +190,7 @@ def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services
             port=conf.api.bind_port,
             threads=conf.api.threads,
             ident="guard",
+            max_request_body_size=waitress_body_limit(conf),
         )
     except (OSError, ValueError) as error:
         # The port taken (a second guard serve), an address not on this host,
@@ -212,6 +213,21 @@ def _run_waitress(args: argparse.Namespace, conf: Any, services: deploy.Services
         server.close()
         services.close()
     return 0
+
+
+def waitress_body_limit(conf: Any) -> int:
+    """The most body waitress reads before it answers 413 itself.
+
+    waitress reads a request's whole body (spilling past 512 KB to a
+    temporary file) before the application runs, up to 1 GiB by default: a
+    client that never authenticates made it take in a gigabyte per request
+    before its 401. Sixteen times guard's own limit (at least 1 MiB): a body
+    over guard's limit but under this one still gets the contract's order
+    (401, 404, ... before 413); a larger one is refused as it arrives (the
+    contract's JSON 413, :mod:`guard.cmd.parse_errors`).
+    """
+    limit: int = conf.oslo_middleware.max_request_body_size
+    return max(1 << 20, 16 * limit)
 
 
 def _keep_serving_on_signals() -> None:
