@@ -209,7 +209,34 @@ def load(
     if not search:
         defaults = {"default_config_files": [], "default_config_dirs": []}
     conf(argv, project=PROJECT, prog=PROJECT, version=version(), **defaults)
+    check_secret_values(conf)
     return conf
+
+
+class SecretValueError(cfg.Error):
+    """A secret option whose value oslo.config cannot read; the message never shows it."""
+
+
+def check_secret_values(conf: cfg.ConfigOpts) -> None:
+    """Read guard's secret options now; one that cannot be read is named without its value.
+
+    oslo.config reads ``$name`` in a value as a reference to another option:
+    a database password with a ``$`` in it (``pa$word``) raised
+    ``NoSuchOptError: no such option word`` when the option was first read,
+    the password's tail on ``guard db``'s terminal and in ``guard serve``'s
+    traceback.
+    """
+    for group, opts in list_opts():
+        for opt in opts:
+            if not opt.secret:
+                continue
+            try:
+                getattr(conf[group], opt.dest)
+            except cfg.Error:
+                raise SecretValueError(
+                    f"[{group}] {opt.name}: its value has a '$' that oslo.config reads as a "
+                    "reference to another option; write '$$' for a literal '$'"
+                ) from None
 
 
 @functools.cache

@@ -26,6 +26,7 @@ FILE_ERRORS = (
     cfg.ConfigFileParseError,
     cfg.ConfigFileValueError,
     conffiles.NotARegularFileError,
+    guard_conf.SecretValueError,
 )
 
 
