@@ -12,8 +12,8 @@ from oslo_policy import _checks, policy
 from guard.logfingerprints import fingerprint
 from guard.policies import InvalidDefaultsFile, list_rules, load_rule_defaults
 from guard.policy import Enforcer, make_enforcer
+from guard.policy.checkstrings import check_string_problem
 from guard.policy.creds import creds_dict
-from guard.policy.validate import check_string_problem
 
 DESIGN_TABLE = {
     "admin": "role:admin",
