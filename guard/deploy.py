@@ -166,13 +166,28 @@ def build_pipeline(services: Services, pipeline: str) -> WSGIApp:
     app = GuardMiddleware(app, services.enforcer)
     if pipeline == "main":
         app = AuthTokenWithRequestIds(
-            auth_token.AuthProtocol(
-                app, {"oslo_config_config": services.conf, "delay_auth_decision": True}
-            )
+            _auth_protocol(app, {"oslo_config_config": services.conf, "delay_auth_decision": True})
         )
         _require_keystone_settings(services.conf)
     app = SizeLimit(app, services.conf)
     return RequestId(app, services.conf)
+
+
+def _auth_protocol(app: WSGIApp, options: dict[str, Any]) -> Any:
+    """keystonemiddleware's ``AuthProtocol`` around ``app``; an unreadable option is PipelineError.
+
+    oslo.config reads ``$name`` in a value as a reference to another option:
+    a ``[keystone_authtoken] password`` with a ``$`` in it raised
+    ``NoSuchOptError`` naming the password's tail, which the start's
+    traceback and its CRITICAL log line showed. The message names the group only.
+    """
+    try:
+        return auth_token.AuthProtocol(app, options)
+    except cfg.Error:
+        raise PipelineError(
+            "[keystone_authtoken]: a value cannot be read: a '$' in it is read by oslo.config "
+            "as a reference to another option; write '$$' for a literal '$'"
+        ) from None
 
 
 def _config_file(global_conf: dict[str, str], local_conf: dict[str, str]) -> str | None:
@@ -231,7 +246,7 @@ def authtoken_filter_factory(global_conf: dict[str, str], **local_conf: str) -> 
     options.pop("here", None)
 
     def _filter(app: WSGIApp) -> WSGIApp:
-        protocol = auth_token.AuthProtocol(app, {**options, "oslo_config_config": conf})
+        protocol = _auth_protocol(app, {**options, "oslo_config_config": conf})
         _require_keystone_settings(conf)
         return AuthTokenWithRequestIds(protocol)
 
