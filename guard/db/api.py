@@ -391,9 +391,13 @@ def _with_retries(attempt: Callable[[], T], *, write: bool) -> T:
             if again and may_retry(error, write=write):
                 time.sleep(_BACKOFF_BASE_S * 2**number * random.uniform(0.5, 1.5))  # noqa: S311 jitter
                 continue
-            raise _unavailable(error) from None
+            failure: sqlalchemy.exc.SQLAlchemyError = error
         except sqlalchemy.exc.SQLAlchemyError as error:
-            raise _unavailable(error) from None
+            failure = error
+        # Logged and raised outside the except block: oslo.log appends the
+        # exception being handled to a WARNING line, the driver's text with it
+        # (the server's host and port, the database user).
+        raise _unavailable(failure) from None
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 

@@ -156,8 +156,11 @@ def transact(
             engine, work, write=write, single_statement=single_statement
         )
     except sqlalchemy.exc.IntegrityError as error:
-        LOG.warning("integrity error (%s)", type(error.orig).__name__)
-        raise exception.Conflict() from None
+        kind = type(error.orig).__name__
+    # Outside the except block: oslo.log would append the driver's text (the
+    # duplicate value itself on MySQL) to the line.
+    LOG.warning("integrity error (%s)", kind)
+    raise exception.Conflict()
 
 
 # -- reads ----------------------------------------------------------------------------
