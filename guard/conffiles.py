@@ -7,13 +7,19 @@ and every other command at start, silently and forever; a directory ended
 in a traceback; a ``--config-dir`` that is not a directory was read as an
 empty one, so the operator's options were dropped without a word. guard
 refuses each with one sentence naming the option and the path, before
-oslo.config reads anything.
+oslo.config reads anything. Two files that are not regular files read to
+an end without waiting at their opening, and stay allowed as they always
+were: the null device (``--config-file /dev/null``, the usual way to read
+no configuration at all; a ``*.conf`` of a directory linked to it, switched
+off) and an anonymous pipe (``--config-file <(...)``, ``/dev/stdin`` fed
+by a pipe).
 
 This module imports nothing of guard.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import stat
@@ -50,6 +56,36 @@ def kind_of(path: str) -> str | None:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
+@functools.cache
+def _pipe_device() -> int:
+    """The device of this system's anonymous pipes (a shell's ``<(...)``, ``a | b``)."""
+    read_end, write_end = os.pipe()
+    try:
+        return os.fstat(read_end).st_dev
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def _config_kind_of(path: str) -> str | None:
+    """:func:`kind_of` for a configuration file, the null device and an anonymous pipe allowed.
+
+    Both read to an end and neither waits at its opening (only a named FIFO
+    waits there for a writer): oslo.config read them before guard checked,
+    and ``--config-file /dev/null`` or ``<(...)`` worked until it refused
+    them.
+    """
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None  # its reader reports it, as kind_of says
+    if stat.S_ISCHR(found.st_mode) and found.st_rdev == os.stat(os.devnull).st_rdev:
+        return None
+    if stat.S_ISFIFO(found.st_mode) and found.st_dev == _pipe_device():
+        return None
+    return kind_of(path)
+
+
 def check_config_files(
     config_files: Sequence[str], config_dirs: Sequence[str], *, project: str, search: bool
 ) -> None:
@@ -66,7 +102,7 @@ def check_config_files(
         found = cfg.find_config_files(project=project, prog=project)
         named = [("the configuration file", path) for path in found]
     for option, path in named:
-        kind = kind_of(path)
+        kind = _config_kind_of(path)
         if kind:
             raise NotARegularFileError(f"{option} {path} is {kind}, not a regular file")
     directories = [("--config-dir", os.path.expanduser(str(path))) for path in config_dirs]
@@ -80,7 +116,7 @@ def check_config_files(
     for option, path in directories:
         # The files oslo.config reads from a directory, in its order.
         for member in sorted(glob.glob(os.path.join(path, "*.conf"))):
-            kind = kind_of(member)
+            kind = _config_kind_of(member)
             if kind:
                 raise NotARegularFileError(
                     f"{option} {path} holds {member}, which is {kind}, not a regular file"

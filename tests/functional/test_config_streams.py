@@ -1,0 +1,104 @@
+"""The null device and an anonymous pipe are still configuration files guard reads.
+
+Refusing what is not a regular file (a named FIFO waits at its opening for a
+writer that may never come) also refused two habits that never waited:
+``--config-file /dev/null`` (read no configuration at all, whatever
+/etc/guard/guard.conf says), a ``*.conf`` of a ``--config-dir`` linked to
+/dev/null (switched off), and ``--config-file <(...)`` or ``/dev/stdin``
+fed by a pipe (a configuration rendered with its secrets, never written to
+disk). oslo.config read each before; they are read again, while a named
+FIFO and the other devices stay refused. Real processes, real pipes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TIMEOUT = 60
+
+
+def run_guard(
+    cwd: Path, *args: str, pass_fds: tuple[int, ...] = (), stdin: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``guard ARGS`` in ``cwd`` (also its ``HOME``), failing the test if it does not end."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "guard", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            pass_fds=pass_fds,
+            stdin=stdin,
+            env={**os.environ, "HOME": str(cwd)},
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"guard {' '.join(args)} hung")
+
+
+def a_pipe_holding(text: str) -> int:
+    """The read end of an anonymous pipe that holds ``text`` and has no writer left."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, text.encode())  # far under a pipe's buffer: never blocks
+    os.close(write_end)
+    return read_end
+
+
+def test_dev_null_reads_no_configuration(tmp_path: Path) -> None:
+    # What the default search finds names a policy file that does not exist.
+    (tmp_path / ".guard").mkdir()
+    (tmp_path / ".guard" / "guard.conf").write_text("[oslo_policy]\npolicy_file = gone.yaml\n")
+    searched = run_guard(tmp_path, "policy", "validate")
+    assert searched.returncode == 1, searched.stderr
+    result = run_guard(tmp_path, "--config-file", os.devnull, "policy", "validate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok:")
+
+
+def test_a_config_dir_member_linked_to_dev_null_is_switched_off(tmp_path: Path) -> None:
+    conf_dir = tmp_path / "guard.conf.d"
+    conf_dir.mkdir()
+    database = tmp_path / "from-the-dir.sqlite"
+    (conf_dir / "10-base.conf").write_text(f"[database]\nconnection = sqlite:///{database}\n")
+    (conf_dir / "20-off.conf").symlink_to(os.devnull)
+    result = run_guard(tmp_path, "--config-dir", str(conf_dir), "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert database.is_file()
+
+
+def test_a_pipe_is_read_as_the_configuration(tmp_path: Path) -> None:
+    database = tmp_path / "from-the-pipe.sqlite"
+    text = f"[database]\nconnection = sqlite:///{database}\n"
+    read_end = a_pipe_holding(text)  # what a shell's <(...) hands over
+    try:
+        result = run_guard(
+            tmp_path, "--config-file", f"/dev/fd/{read_end}", "db", "upgrade", pass_fds=(read_end,)
+        )
+    finally:
+        os.close(read_end)
+    assert result.returncode == 0, result.stderr
+    assert database.is_file()
+    # /dev/stdin fed by a pipe: `render-conf | guard --config-file /dev/stdin db version`.
+    read_end = a_pipe_holding(text)
+    try:
+        result = run_guard(
+            tmp_path, "--config-file", "/dev/stdin", "db", "version", stdin=read_end
+        )
+    finally:
+        os.close(read_end)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_named_fifo_and_other_devices_stay_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "guard.conf"
+    os.mkfifo(fifo)
+    for path, kind in ((str(fifo), "a FIFO"), ("/dev/zero", "a character device")):
+        result = run_guard(tmp_path, "--config-file", path, "policy", "validate")
+        assert result.returncode == 2, result.stderr
+        assert f"--config-file {path} is {kind}, not a regular file" in result.stderr
