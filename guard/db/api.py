@@ -45,8 +45,10 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -103,6 +105,9 @@ class DatabaseURLError(ValueError):
 #: What a SQLite URL that names no file, or one that has a host part, is told.
 SQLITE_FILE_HELP = "name a file, sqlite:///relative/path.sqlite or sqlite:////absolute/path.sqlite"
 
+#: ``uri=`` values SQLAlchemy's pysqlite dialect takes as true (``sqlalchemy.util.asbool``).
+_SQLITE_URI_ON = re.compile(r"\s*(true|yes|on|y|t|1)\s*$", re.IGNORECASE)
+
 
 def _check_sqlite_url(url: sqlalchemy.URL) -> None:
     """Refuse a SQLite URL that names no file guard could keep its rows in.
@@ -111,11 +116,20 @@ def _check_sqlite_url(url: sqlalchemy.URL) -> None:
     lives as long as one connection: ``guard db upgrade`` migrated one and
     reported success, and ``guard serve`` started and answered every request
     503 (each pooled connection opened an empty database). ``sqlite://var/x``
-    (two slashes) makes ``var`` a host, which SQLite has none of.
+    (two slashes) makes ``var`` a host, which SQLite has none of. With
+    ``uri=true`` the database is SQLite's URI filename: ``file::memory:`` is
+    in memory and an empty ``file:`` a temporary file deleted on close.
     """
     if url.host:
         raise DatabaseURLError(f"a SQLite URL has no host part: {SQLITE_FILE_HELP}")
-    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+    database = url.database
+    if (
+        database
+        and database.startswith("file:")
+        and _SQLITE_URI_ON.match(str(url.query.get("uri")))
+    ):
+        database = urllib.parse.urlsplit(database).path  # as SQLite reads a URI filename
+    if database in (None, "", ":memory:") or url.query.get("mode") == "memory":
         raise DatabaseURLError(
             "an in-memory SQLite database is gone when its connection closes: " + SQLITE_FILE_HELP
         )

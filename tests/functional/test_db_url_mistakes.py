@@ -18,6 +18,14 @@ import pytest
 from tests.functional.processes import guard
 
 MEMORY_URLS = ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///f?mode=memory&uri=true"]
+# SQLite's URI filenames (uri=true): file::memory: is in memory, an empty file: a
+# temporary database deleted on close; both migrated and reported "revision None".
+MEMORY_URLS += [
+    "sqlite:///file::memory:?uri=true",
+    "sqlite:///file::memory:?cache=shared&uri=true",
+    "sqlite:///file:?uri=1",
+    "sqlite:///file://localhost?uri=true",
+]
 
 
 @pytest.mark.parametrize("url", MEMORY_URLS)
