@@ -30,6 +30,18 @@ FILE_ERRORS = (
 )
 
 
+def given(value: str) -> str:
+    """argparse type of a path or URL named on the command line: refused when empty.
+
+    ``--policy-file "$POLICY"`` with the variable unset passed "", which
+    read as "not given": the default rules (which may allow more than the
+    file meant) or the embedded SQLite database, silently.
+    """
+    if not value.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset shell variable?)")
+    return value
+
+
 def add_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     """Add the configuration options to ``parser`` and to every sub-command under it.
 

@@ -58,7 +58,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _database_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database", metavar="URL", help="SQLAlchemy URL of the database")
+    parser.add_argument(
+        "--database", metavar="URL", type=config.given, help="SQLAlchemy URL of the database"
+    )
     parser.add_argument(
         "--demo",
         action="store_true",

@@ -201,7 +201,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
 
     check = commands.add_parser("validate", help="validate a policy file (exit 1 on errors)")
-    check.add_argument("file", nargs="?", help="policy file (default: the configured one)")
+    check.add_argument(
+        "file", nargs="?", type=config.given, help="policy file (default: the configured one)"
+    )
     check.set_defaults(func=validate)
 
     sampler = commands.add_parser("sample", help="print the sample policy file")
@@ -214,10 +216,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--creds", required=True, type=_credentials, help='JSON object, e.g. {"roles": ["reader"]}'
     )
     why.add_argument("--target", default={}, type=_json_object, help="JSON object")
-    why.add_argument("--policy-file", help="policy file (default: guard's defaults)")
+    why.add_argument(
+        "--policy-file", type=config.given, help="policy file (default: guard's defaults)"
+    )
     why.set_defaults(func=explain)
 
     compare = commands.add_parser("diff", help="decisions that change between two files")
-    compare.add_argument("old", help="the policy file in force")
-    compare.add_argument("new", help="the edited policy file")
+    compare.add_argument("old", type=config.given, help="the policy file in force")
+    compare.add_argument("new", type=config.given, help="the edited policy file")
     compare.set_defaults(func=diff)

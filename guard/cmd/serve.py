@@ -46,9 +46,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database",
         metavar="URL",
+        type=config.given,
         help="SQLAlchemy URL (default: SQLite file ./var/guard.sqlite)",
     )
-    parser.add_argument("--policy-file", metavar="PATH", help="operator policy YAML file")
+    parser.add_argument(
+        "--policy-file", metavar="PATH", type=config.given, help="operator policy YAML file"
+    )
     parser.add_argument(
         "--pipeline",
         choices=guard_conf.PIPELINES,
