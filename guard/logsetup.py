@@ -47,7 +47,7 @@ def setup(conf: cfg.ConfigOpts) -> None:
         # oslo.log names the file after the program: "<frozen runpy>.log"
         # under `python -m guard`, gunicorn.log, uwsgi.log. guard's is guard.log.
         conf.set_default("log_file", f"{guard_conf.PROJECT}.log")
-    refuse_what_would_block(conf)
+    held = refuse_what_would_block(conf)
     try:
         oslo_log.setup(conf, guard_conf.PROJECT, guard_conf.version())
     except Exception as error:  # logging.config raises whatever the file leads it into
@@ -63,6 +63,9 @@ def setup(conf: cfg.ConfigOpts) -> None:
             source = f"[DEFAULT] {', '.join(written)}" if written else source
             kind = f"the log file cannot be opened ({error.strerror})"
         raise LoggingConfigError(f"{source}: {kind}") from None
+    finally:
+        if held is not None:
+            os.close(held)  # oslo.log's own handler writes to the FIFO now
     guard_log.install(conf.guard.fingerprint_key)
     for handler in guard_log.every_handler():
         if type(handler.formatter) is oslo_formatters.ContextFormatter:
@@ -77,7 +80,7 @@ def setup(conf: cfg.ConfigOpts) -> None:
             handler.custom_fields = ("request_id",)  # type: ignore[assignment]
 
 
-def refuse_what_would_block(conf: cfg.ConfigOpts) -> None:
+def refuse_what_would_block(conf: cfg.ConfigOpts) -> int | None:
     """Raise :class:`LoggingConfigError` for a logging file oslo.log would wait on forever.
 
     ``log_config_append`` must be a regular file: a FIFO there blocked the
@@ -86,6 +89,12 @@ def refuse_what_would_block(conf: cfg.ConfigOpts) -> None:
     no logging configuration. ``log_file`` may be a FIFO that a log shipper
     reads, but one that nobody reads blocked the start on its opening: that
     is refused, as oslo.log's ``open`` would wait for a reader forever.
+
+    Returns the write end of a ``log_file`` FIFO that this check opened, for
+    the caller to close once oslo.log has opened its own (else None). Closed
+    at once, it left the FIFO without a writer: a reader that stops at the
+    end of the file (``cat``, a shipper's pipe source) took that for the end
+    and left, and oslo.log's open then waited for a reader forever.
     """
     path = conf.log_config_append
     kind = conffiles.kind_of(path) if path else None
@@ -93,17 +102,17 @@ def refuse_what_would_block(conf: cfg.ConfigOpts) -> None:
         raise LoggingConfigError(
             f"[DEFAULT] log_config_append = {path} is {kind}, not a regular file"
         )
-    if not conf.log_file:
-        return
+    if path or not conf.log_file:
+        return None  # with log_config_append, oslo.log never opens log_file
     log_file = os.path.join(conf.log_dir or "", conf.log_file)  # as oslo.log joins them
     if conffiles.kind_of(log_file) != "a FIFO":
-        return
+        return None
     try:
         # Opening a FIFO for writing without blocking fails (ENXIO) when no reader has it open.
-        os.close(os.open(log_file, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+        return os.open(log_file, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         if error.errno != errno.ENXIO:
-            return  # oslo.log's own open reports it (guard names the option then)
+            return None  # oslo.log's own open reports it (guard names the option then)
         raise LoggingConfigError(
             f"[DEFAULT] log_file {log_file} is a FIFO that no process reads: "
             "writing the log would wait for a reader forever"
