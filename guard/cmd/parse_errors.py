@@ -44,6 +44,19 @@ class ContractErrorChannel(HTTPChannel):
 
     error_task_class = ContractErrorTask
 
+    def send_continue(self) -> None:
+        """``100 Continue``, except to a request waitress has already refused.
+
+        waitress said ``100 Continue`` to an ``Expect: 100-continue`` request
+        whose headers it had refused, and then took the error back: a body
+        announced over its limit was read (up to that limit) before the 413,
+        and after a ``Content-Length: -1`` it waited for more headers and never
+        answered. The refusal now goes out at once, as the final answer.
+        """
+        if self.request is not None and self.request.error is not None:
+            return
+        super().send_continue()
+
 
 def answer_parse_errors_in_json(server: Any) -> None:
     """Make every listener of a ``waitress.create_server`` result use the JSON error task."""
