@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from oslo_policy import _checks, _parser
+from oslo_policy import _checks, _external, _parser
 
 from guard.policy.compiler import literal_value
 from guard.policy.depth import MAX_DEPTH, text_depth_bound, walk
@@ -76,10 +76,12 @@ def _format_problem(check: _checks.BaseCheck) -> str | None:
     with ``ast.literal_eval``, a credential path when that raises
     ValueError: any other error (``1.2.3``, an unclosed quote) escapes on
     every decision. Both parse, so they were accepted, and the rule denied
-    everyone without a word on the healthcheck.
+    everyone without a word on the healthcheck. An ``http:`` or ``https:``
+    check fills its URL in the same way (``('http:' + match) % target``):
+    a URL-encoded ``%20`` there raised on every decision too.
     """
     for node, _depth in walk(check):
-        if not isinstance(node, _checks.RoleCheck | _checks.GenericCheck):
+        if not isinstance(node, _checks.RoleCheck | _checks.GenericCheck | _external.HttpCheck):
             continue
         # The kind is named only when it is a plain key, never the file's text.
         shown = f"the check '{node.kind}:'" if KEY_NAME.fullmatch(node.kind) else "a check"
