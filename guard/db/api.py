@@ -118,7 +118,8 @@ def _check_sqlite_url(url: sqlalchemy.URL) -> None:
     503 (each pooled connection opened an empty database). ``sqlite://var/x``
     (two slashes) makes ``var`` a host, which SQLite has none of. With
     ``uri=true`` the database is SQLite's URI filename: ``file::memory:`` is
-    in memory and an empty ``file:`` a temporary file deleted on close.
+    in memory, as is any file of the ``memdb`` VFS (``vfs=memdb``), and an
+    empty ``file:`` a temporary file deleted on close.
     """
     if url.host:
         raise DatabaseURLError(f"a SQLite URL has no host part: {SQLITE_FILE_HELP}")
@@ -129,7 +130,8 @@ def _check_sqlite_url(url: sqlalchemy.URL) -> None:
         and _SQLITE_URI_ON.match(str(url.query.get("uri")))
     ):
         database = urllib.parse.urlsplit(database).path  # as SQLite reads a URI filename
-    if database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+    in_memory = url.query.get("mode") == "memory" or url.query.get("vfs") == "memdb"
+    if database in (None, "", ":memory:") or in_memory:
         raise DatabaseURLError(
             "an in-memory SQLite database is gone when its connection closes: " + SQLITE_FILE_HELP
         )

@@ -25,6 +25,7 @@ MEMORY_URLS += [
     "sqlite:///file::memory:?cache=shared&uri=true",
     "sqlite:///file:?uri=1",
     "sqlite:///file://localhost?uri=true",
+    "sqlite:///file:/memdb1?vfs=memdb&uri=true",  # SQLite's in-memory VFS
 ]
 
 
