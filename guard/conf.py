@@ -183,6 +183,7 @@ def load(
     *,
     config_dirs: Sequence[str] = (),
     search: bool = False,
+    pipes: bool = False,
 ) -> cfg.ConfigOpts:
     """A fresh ``ConfigOpts`` with guard's options, read as oslo.config reads a command's.
 
@@ -193,11 +194,15 @@ def load(
     ``search``, what is not given is found by oslo.config's default search
     for project ``guard``, as the
     commands and the WSGI entry point do; without it (a library, a test) only
-    the given files are read. A private object rather than the global
+    the given files are read. ``pipes``: this process reads its
+    configuration once (a ``guard`` command), so an anonymous pipe
+    (``--config-file <(...)``) is a file it may read. A private object rather than the global
     ``cfg.CONF``, so that two services (or two tests) in one process never
     share configuration.
     """
-    conffiles.check_config_files(config_files, config_dirs, project=PROJECT, search=search)
+    conffiles.check_config_files(
+        config_files, config_dirs, project=PROJECT, search=search, pipes=pipes
+    )
     conf = cfg.ConfigOpts()
     register_opts(conf)
     argv: list[str] = []

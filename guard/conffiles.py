@@ -67,13 +67,17 @@ def _pipe_device() -> int:
         os.close(write_end)
 
 
-def _config_kind_of(path: str) -> str | None:
-    """:func:`kind_of` for a configuration file, the null device and an anonymous pipe allowed.
+def _config_kind_of(path: str, *, pipes: bool) -> str | None:
+    """:func:`kind_of` for a configuration file, the null device (and, with ``pipes``, an
+    anonymous pipe) allowed.
 
     Both read to an end and neither waits at its opening (only a named FIFO
     waits there for a writer): oslo.config read them before guard checked,
     and ``--config-file /dev/null`` or ``<(...)`` worked until it refused
-    them.
+    them. A pipe reads once: only a command, which reads its configuration
+    once, may take one (a WSGI worker or paste factory reads it again in
+    each worker, and the next would find it empty: the operator's policy
+    file and options silently gone).
     """
     try:
         found = os.stat(path)
@@ -81,13 +85,18 @@ def _config_kind_of(path: str) -> str | None:
         return None  # its reader reports it, as kind_of says
     if stat.S_ISCHR(found.st_mode) and found.st_rdev == os.stat(os.devnull).st_rdev:
         return None
-    if stat.S_ISFIFO(found.st_mode) and found.st_dev == _pipe_device():
+    if pipes and stat.S_ISFIFO(found.st_mode) and found.st_dev == _pipe_device():
         return None
     return kind_of(path)
 
 
 def check_config_files(
-    config_files: Sequence[str], config_dirs: Sequence[str], *, project: str, search: bool
+    config_files: Sequence[str],
+    config_dirs: Sequence[str],
+    *,
+    project: str,
+    search: bool,
+    pipes: bool = False,
 ) -> None:
     """Raise :class:`NotARegularFileError` for anything oslo.config would read that is not a file.
 
@@ -95,14 +104,15 @@ def check_config_files(
     ``--config-dir`` name; with ``search``, what is not given is what
     oslo.config's default search for ``project`` finds (the files it reads
     there exist; directories it does not find are skipped, as oslo.config
-    skips them).
+    skips them). ``pipes``: a command's one reading, which may take an
+    anonymous pipe (``<(...)``, ``/dev/stdin``).
     """
     named = [("--config-file", os.path.expanduser(str(path))) for path in config_files]
     if not named and search:
         found = cfg.find_config_files(project=project, prog=project)
         named = [("the configuration file", path) for path in found]
     for option, path in named:
-        kind = _config_kind_of(path)
+        kind = _config_kind_of(path, pipes=pipes)
         if kind:
             raise NotARegularFileError(f"{option} {path} is {kind}, not a regular file")
     directories = [("--config-dir", os.path.expanduser(str(path))) for path in config_dirs]
@@ -116,7 +126,7 @@ def check_config_files(
     for option, path in directories:
         # The files oslo.config reads from a directory, in its order.
         for member in sorted(glob.glob(os.path.join(path, "*.conf"))):
-            kind = _config_kind_of(member)
+            kind = _config_kind_of(member, pipes=pipes)
             if kind:
                 raise NotARegularFileError(
                     f"{option} {path} holds {member}, which is {kind}, not a regular file"

@@ -84,6 +84,7 @@ def load(args: argparse.Namespace) -> cfg.ConfigOpts:
         getattr(args, "config_file", None) or [],
         config_dirs=getattr(args, "config_dir", None) or [],
         search=True,
+        pipes=True,  # a command reads its configuration once
     )
     if getattr(args, "debug", False):
         conf.set_override("debug", True)

@@ -102,3 +102,30 @@ def test_a_named_fifo_and_other_devices_stay_refused(tmp_path: Path) -> None:
         result = run_guard(tmp_path, "--config-file", path, "policy", "validate")
         assert result.returncode == 2, result.stderr
         assert f"--config-file {path} is {kind}, not a regular file" in result.stderr
+
+
+def test_a_pipe_is_refused_where_each_worker_reads_the_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """guard.wsgi and paste read their configuration again in each worker (and in each
+    worker gunicorn starts later): the next reader of a pipe finds it empty, and the
+    operator's policy file and options would be silently gone. Only a command, which
+    reads it once, takes a pipe."""
+    from guard import conf as guard_conf
+    from guard import conffiles, wsgi
+
+    database = f"sqlite:///{tmp_path / 'guard.sqlite'}"
+    text = f"[database]\nconnection = {database}\n"
+    read_end = a_pipe_holding(text)
+    path = f"/dev/fd/{read_end}"
+    try:
+        with pytest.raises(conffiles.NotARegularFileError, match=f"{path} is a FIFO"):
+            guard_conf.load([path])  # a library or paste's factories
+        monkeypatch.setenv(wsgi.CONFIG_FILE_ENV, path)
+        monkeypatch.setenv("HOME", str(tmp_path))
+        with pytest.raises(conffiles.NotARegularFileError, match=f"{path} is a FIFO"):
+            wsgi.build_from_environment()
+        conf = guard_conf.load([path], pipes=True)  # what a guard command reads
+        assert conf.database.connection == database
+    finally:
+        os.close(read_end)
