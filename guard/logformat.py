@@ -80,8 +80,8 @@ _REQUEST_ID_KEYS = frozenset({"request_id", "global_request_id"})
 
 
 def _safe(value: Any) -> str:
-    """``value`` as ``%s`` shows it, redacted."""
-    return guard_log.redact(value if type(value) is str else str(value))
+    """``value`` as ``%s`` shows it, redacted (remembered: a context's values repeat)."""
+    return guard_log.redact_value(value if type(value) is str else str(value))
 
 
 def _is_request_id(key: str, value: Any) -> bool:

@@ -28,6 +28,8 @@ from guard.logfingerprints import fingerprint
 from guard.logpatterns import MASK
 
 _ASCII_ALNUM = frozenset(string.ascii_letters + string.digits)
+#: The most characters a scope's values may hold for it to key a cache.
+SMALL_SCOPE_CHARS = 1024
 
 
 class Scope:
@@ -39,6 +41,9 @@ class Scope:
         self.ids = tuple(sorted(set(ids), key=len, reverse=True))
         #: Every value, for a test of a whole word (a role) against them at once.
         self.values = frozenset(self.secrets + self.ids)
+        #: Whether its values are few and short enough to key a cache by it
+        #: (what is cached is bounded in bytes).
+        self.small = sum(map(len, self.values)) <= SMALL_SCOPE_CHARS
 
     def merged(self, values: Mapping[str, object] | Iterable[str]) -> Scope:
         """This scope with ``values`` added (see :func:`request_scope`)."""

@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from oslo_context import context as oslo_context
 
 from guard import log as guard_log
@@ -558,3 +560,51 @@ def test_guards_own_lines_through_oslo_log_keep_the_line_and_redact_the_context(
     assert user not in text and project not in text and consumer not in text
     assert fingerprint(user) in text
     assert line in text or "%(message)s%" in line_format  # glued: the whole text's pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    value=st.one_of(
+        st.sampled_from(["-", "default", "alice", "p1", uuid.uuid4().hex, "opaque-tok"]),
+        st.text(max_size=40),
+    ),
+    scope_values=st.dictionaries(
+        st.sampled_from(["user_name", "project_id", "auth_token", "domain_id"]),
+        st.sampled_from(["alice", "p1", "opaque-tok", "default", uuid.uuid4().hex]),
+        max_size=4,
+    ),
+)
+def test_a_remembered_value_is_redacted_as_redact_does(value: str, scope_values: dict) -> None:
+    """redact_value() gives redact()'s text, in and out of a scope, asked once or twice."""
+    assert guard_log.redact_value(value) == guard_log.redact(value)
+    with request_scope(dict(scope_values)):
+        assert guard_log.redact_value(value) == guard_log.redact(value)
+        assert guard_log.redact_value(value) == guard_log.redact(value)  # remembered
+    assert guard_log.redact_value(value) == guard_log.redact(value)
+
+
+def test_a_remembered_value_follows_a_new_fingerprint_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value remembered under one key is fingerprinted under the next one."""
+    monkeypatch.setattr(logfingerprints, "_fingerprinter", None)
+    user_id = uuid.uuid4().hex
+    with request_scope({"user_id": user_id}):
+        first = guard_log.redact_value(user_id)
+        logfingerprints.use_key("another key")
+        second = guard_log.redact_value(user_id)
+        assert second == guard_log.redact(user_id) == fingerprint(user_id)
+    assert first != second
+    assert user_id not in first + second
+
+
+def test_remembered_values_stay_bounded() -> None:
+    """Short values under small scopes only, at most so many of them."""
+    with request_scope({"user_name": "alice"}):
+        for number in range(3 * guard_log._MAX_REMEMBERED):
+            guard_log.redact_value(f"v{number}")
+        guard_log.redact_value("x" * 1000)
+    with request_scope({"auth_token": "t" * 2000}):
+        guard_log.redact_value("alice")
+    remembered = guard_log._remembered[1]
+    assert 0 < len(remembered) <= guard_log._MAX_REMEMBERED
+    assert all(len(text) <= guard_log._REMEMBERED_CHARS for _, text in remembered)
+    assert all(scope.small for scope, _ in remembered)
