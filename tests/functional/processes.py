@@ -19,6 +19,10 @@ import pytest
 STARTUP_TIMEOUT = 60
 
 
+#: How long a guard command that should end may run (a hang fails the test).
+RUN_TIMEOUT = 60
+
+
 def guard(home: Path, *args: str) -> subprocess.Popen[str]:
     """``guard ARGS`` in ``home``, which is also its ``HOME`` (oslo.config searches ``~/``)."""
     return _popen(home, args, {"HOME": str(home)})
@@ -79,3 +83,22 @@ def stop(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     return stderr
+
+
+def run_guard(
+    cwd: Path, *args: str, pass_fds: tuple[int, ...] = (), stdin: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``guard ARGS`` run to its end in ``cwd`` (also its ``HOME``); the test fails if it hangs."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "guard", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            pass_fds=pass_fds,
+            stdin=stdin,
+            env={**os.environ, "HOME": str(cwd)},
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"guard {' '.join(args)} hung")

@@ -13,29 +13,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.functional.processes import guard, read_until_serving, stop
-
-TIMEOUT = 30  # a refusal takes a second or two; the unchecked start hung forever
-
-
-def run_guard(cwd: Path, *args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``guard ARGS`` in ``cwd`` (``HOME`` too), failing the test if it does not end."""
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "guard", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            env={**os.environ, "HOME": str(home or cwd)},
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"guard {' '.join(args)} hung")
+from tests.functional.processes import guard, read_until_serving, run_guard, stop
 
 
 def assert_refused(result: subprocess.CompletedProcess[str], cwd: Path, line: str) -> None:
@@ -88,7 +70,7 @@ def test_config_dir_holding_a_fifo_or_not_a_directory(tmp_path: Path) -> None:
 def test_a_fifo_found_by_the_default_search(tmp_path: Path) -> None:
     (tmp_path / ".guard").mkdir()
     os.mkfifo(tmp_path / ".guard" / "guard.conf")
-    result = run_guard(tmp_path, "policy", "validate", home=tmp_path)
+    result = run_guard(tmp_path, "policy", "validate")
     found = tmp_path / ".guard" / "guard.conf"
     assert_refused(result, tmp_path, f"the configuration file {found} is a FIFO, not a regular")
 

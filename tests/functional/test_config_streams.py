@@ -13,32 +13,11 @@ FIFO and the other devices stay refused. Real processes, real pipes.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-TIMEOUT = 60
-
-
-def run_guard(
-    cwd: Path, *args: str, pass_fds: tuple[int, ...] = (), stdin: int | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``guard ARGS`` in ``cwd`` (also its ``HOME``), failing the test if it does not end."""
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "guard", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            pass_fds=pass_fds,
-            stdin=stdin,
-            env={**os.environ, "HOME": str(cwd)},
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"guard {' '.join(args)} hung")
+from tests.functional.processes import run_guard
 
 
 def a_pipe_holding(text: str) -> int:

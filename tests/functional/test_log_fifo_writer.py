@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.functional.processes import run_guard
+
 TIMEOUT = 60
 IN_OPEN, IN_CLOSE_WRITE = 0x20, 0x08
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then the name)
@@ -57,20 +59,6 @@ def events(fd: int) -> list[str]:
                 mask & IN_CLOSE_WRITE
             )
     return found
-
-
-def run_guard(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "guard", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            env={**os.environ, "HOME": str(cwd)},
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"guard {' '.join(args)} hung")
 
 
 def test_the_fifo_keeps_a_writer_from_the_check_to_oslo_logs_open(tmp_path: Path) -> None:
