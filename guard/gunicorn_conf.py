@@ -25,6 +25,10 @@ import time. Why each choice:
   kill the worker.
 * a worker sent SIGHUP or SIGUSR2 itself (:func:`post_worker_init`) writes
   its queued decisions and goes on serving, as ``guard serve`` does.
+* a request gunicorn cannot parse (bad request line or header, limits) gets
+  the contract's JSON error with a request id, not gunicorn's HTML page that
+  quoted the request back (:mod:`guard.gunicorn_errors`, installed by
+  :func:`post_worker_init` whatever the worker class).
 """
 
 from __future__ import annotations
@@ -71,7 +75,9 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """In a worker, once it is ready: SIGHUP and SIGUSR2 write its queued decisions, no more.
+    """In a worker, once it is ready: JSON for unparsable requests; SIGHUP and SIGUSR2 flush.
+
+    Unparsable requests are answered by :func:`guard.gunicorn_errors.handle_error`.
 
     gunicorn's master takes SIGHUP (new workers; the old ones stop
     gracefully, their queued decisions written by :func:`worker_exit`) and
@@ -80,8 +86,9 @@ def post_worker_init(worker: Any) -> None:
     died at once, and the decision-log lines it had queued were lost. It now
     writes them, says where a reload should go, and goes on serving.
     """
-    from guard import audit
+    from guard import audit, gunicorn_errors
 
+    gunicorn_errors.install(worker)
     log = logging.getLogger("guard.gunicorn")
     master = os.getppid()
 

@@ -18,7 +18,7 @@ TOOLING = ("guard.cmd", "guard.tools", "guard.testing", "guard.__main__")
 #: of its own layer or of layers below it. A new module needs a place here.
 LAYERS = (
     ("guard.cmd", "guard.tools", "guard.testing", "guard.__main__"),
-    ("guard.wsgi", "guard.gunicorn_conf"),
+    ("guard.wsgi", "guard.gunicorn_conf", "guard.gunicorn_errors"),
     ("guard.deploy",),
     ("guard.middleware", "guard.accesslog"),
     ("guard.api",),
