@@ -82,6 +82,8 @@ class Enforcer(FailClosedLoading):
         self._source: PolicySource | None = None
         self._applied_digest: str | None = None
         self._main_applied = False
+        self._dirs_applied: dict[str, str] = {}
+        self._dir_entries: dict[str, str] = {}
 
     # -- oslo.policy state, tracked so that any change recompiles -------------------------
 
@@ -119,6 +121,7 @@ class Enforcer(FailClosedLoading):
                 self.fail_closed(self._clock)
             self._applied_digest = None
             self._main_applied = False
+            self._dirs_applied = {}
             self.last_reload_error = None
 
     # -- revisions ------------------------------------------------------------------------

@@ -5,7 +5,8 @@ service) the enforcer no longer loads files as oslo.policy does. On each
 poll of its :class:`~guard.policy.reload.PolicySource` it reads the files
 itself, validates them whole (:func:`~guard.policy.validate.rule_set_problems`)
 and only then builds the next rule set; a refused, missing or empty file keeps
-the last good rules and says why in ``last_reload_error``.
+the last good rules and says why in ``last_reload_error``, and so does a
+``policy_dirs`` directory that was applied and is gone (until it is back).
 
 This is a base class of :class:`guard.policy.enforcer.Enforcer` and not
 meant to be used alone: it works on the state the Enforcer keeps (its
@@ -32,8 +33,8 @@ LOG = logging.getLogger("guard.policy.enforcer")
 
 
 def _source_name(path: str) -> str:
-    """A file's base name: problems never carry directory paths."""
-    return os.path.basename(path)
+    """A file's or directory's base name: problems never carry directory paths."""
+    return os.path.basename(os.path.normpath(path))
 
 
 class FailClosedLoading(policy.Enforcer):
@@ -46,6 +47,10 @@ class FailClosedLoading(policy.Enforcer):
     _source: PolicySource | None
     _applied_digest: str | None
     _main_applied: bool
+    #: Each ``policy_dirs`` entry whose directory the rules in force came from: its path.
+    _dirs_applied: dict[str, str]
+    #: The directories the last look located, each with its ``policy_dirs`` entry.
+    _dir_entries: dict[str, str]
     last_reload_error: str | None
     last_reload_warnings: list[Problem]
 
@@ -76,8 +81,27 @@ class FailClosedLoading(policy.Enforcer):
         return found
 
     def _locate_policy_dirs(self) -> list[str]:
-        found = (self._locate(path) for path in self.conf.oslo_policy.policy_dirs if path)
-        return [path for path in found if path and os.path.isdir(path)]
+        """The directories to read: those there, and those applied that are gone.
+
+        A directory never applied that is not there is skipped, as oslo.policy
+        skips it (no overrides). One applied that is gone (removed, renamed
+        away, a dangling link, the gap of a swap by two renames) is still
+        returned, so that the poll reports it gone and the last good rules
+        stay, rather than silently losing its overrides; for a relative entry
+        also rather than taking a directory of that name found further down
+        oslo.config's search (~/.guard, ~, /etc/guard, /etc).
+        """
+        self._dir_entries = {}
+        for entry in self.conf.oslo_policy.policy_dirs:
+            if not entry:
+                continue
+            found = self._locate(entry)
+            applied = self._dirs_applied.get(entry)
+            if applied and found != applied and not os.path.isdir(applied):
+                found = applied
+            if found and (found == applied or os.path.isdir(found)):
+                self._dir_entries.setdefault(found, entry)
+        return list(self._dir_entries)
 
     def _locate(self, path: str) -> str | None:
         if os.path.isabs(path):
@@ -99,6 +123,14 @@ class FailClosedLoading(policy.Enforcer):
                 what = "is missing" if missing else f"is empty ({', '.join(files.empty)})"
             name = _source_name(self.policy_path or "policy file")
             self._hold(f"{name}: the policy file {what}; the last good rules stay in force")
+            return
+        applied_dirs = set(self._dirs_applied.values())
+        gone = [(path, why) for path, why in files.directories_gone if path in applied_dirs]
+        if not first and gone:
+            what = ", ".join(
+                f"{_source_name(path)}: the policy directory {why}" for path, why in gone
+            )
+            self._hold(f"{what}; the last good rules stay in force until it is back")
             return
         if files.digest == self._applied_digest:
             self.last_reload_error = None  # back as it was (renamed away and back)
@@ -131,6 +163,11 @@ class FailClosedLoading(policy.Enforcer):
         self.file_rules = file_rules
         self._applied_digest = files.digest
         self._main_applied = files.main is not None
+        self._dirs_applied = {
+            self._dir_entries[path]: path
+            for path in files.directories
+            if path in self._dir_entries
+        }
         self.rules = policy.Rules(base, self.default_rule)
         self.last_reload_error = None
 

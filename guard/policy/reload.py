@@ -15,7 +15,8 @@ truncated. A :class:`PolicySource`:
   times are older than that plus a coarse-clock margin), and re-stats after
   reading, so a half-written file is never reported;
 - leaves the decision about a missing or empty file to the enforcer: it
-  reports what it found, including that the main file is missing.
+  reports what it found, including that the main file is missing and which
+  directories could not be listed (gone, or not a directory).
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ class PolicyFiles:
     empty: tuple[str, ...] = field(default=())
     #: Why the main policy file, there, cannot be read (not UTF-8, a directory, ...).
     main_unreadable: str | None = None
+    #: The policy directories listed, in load order.
+    directories: tuple[str, ...] = field(default=())
+    #: The policy directories asked for that could not be listed, and why ("is missing").
+    directories_gone: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def present(self) -> bool:
@@ -103,13 +108,42 @@ def _stat_entry(path: str) -> _Entry:
 
 
 def _directory_entries(path: str) -> list[str]:
-    """Non-hidden files of a policy directory, sorted as oslo.policy loads them."""
-    try:
-        with os.scandir(path) as entries:
-            names = [e.name for e in entries if not e.name.startswith(".") and not e.is_dir()]
-    except OSError:
-        return []
+    """Non-hidden files of a policy directory, sorted as oslo.policy loads them.
+
+    Raises OSError when the directory cannot be listed: gone, not a
+    directory, or unreadable. The caller reports it; "no files" is only ever
+    said of a directory that is there and empty.
+    """
+    with os.scandir(path) as entries:
+        names = [e.name for e in entries if not e.name.startswith(".") and not e.is_dir()]
     return [os.path.join(path, name) for name in sorted(names)]
+
+
+def _why_unlisted(exc: OSError) -> str:
+    """What an operator is told about a policy directory that cannot be listed."""
+    if isinstance(exc, FileNotFoundError):
+        return "is missing"  # removed, renamed away, or a dangling link
+    if isinstance(exc, NotADirectoryError):
+        return "is not a directory"
+    return f"cannot be listed ({exc.strerror or 'error'})"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What one look at the policy paths found, before any file is read."""
+
+    main: str | None
+    directory_files: list[str]
+    directories: tuple[str, ...]
+    gone: tuple[tuple[str, str], ...]
+
+    def signature(self) -> _Signature:
+        """Each file's stat entry, and a marker for each directory that cannot be listed."""
+        paths = ([self.main] if self.main else []) + self.directory_files
+        markers: list[_Entry] = [
+            (f"{path}\0{why}", None, None, None, None) for path, why in self.gone
+        ]
+        return tuple(_stat_entry(path) for path in paths) + tuple(markers)
 
 
 class PolicySource:
@@ -148,8 +182,8 @@ class PolicySource:
         if not force and now < self._next_poll:
             return None
         self._next_poll = now + self.interval
-        main, directory_files = self._paths()
-        signature = self._signature(main, directory_files)
+        layout = self._layout()
+        signature = layout.signature()
         if not force:
             if signature == self._reported:
                 self._pending = None
@@ -158,9 +192,10 @@ class PolicySource:
                 self._pending, self._pending_since = signature, now
             if not self._settled(signature, now):
                 return None
-        files = self._read(main, directory_files)
-        if self._signature(main, directory_files) != signature:
-            self._pending, self._pending_since = None, now  # written while we read
+        files = self._read(layout)
+        if self._layout().signature() != signature:
+            # Written, added, removed or a directory moved while we read.
+            self._pending, self._pending_since = None, now
             return None
         self._reported, self._pending = signature, None
         return files
@@ -174,19 +209,23 @@ class PolicySource:
             entry[1] is None or max(entry[1], entry[2]) <= oldest_allowed for entry in signature
         )
 
-    def _paths(self) -> tuple[str | None, list[str]]:
+    def _layout(self) -> _Layout:
         main = self._locate_file()
         files: list[str] = []
+        listed: list[str] = []
+        gone: list[tuple[str, str]] = []
         for directory in self._locate_dirs():
-            files.extend(_directory_entries(directory))
-        return main, files
+            try:
+                files.extend(_directory_entries(directory))
+            except OSError as exc:
+                gone.append((directory, _why_unlisted(exc)))
+            else:
+                listed.append(directory)
+        return _Layout(main, files, tuple(listed), tuple(gone))
 
     @staticmethod
-    def _signature(main: str | None, directory_files: list[str]) -> _Signature:
-        return tuple(_stat_entry(path) for path in ([main] if main else []) + directory_files)
-
-    @staticmethod
-    def _read(main: str | None, directory_files: list[str]) -> PolicyFiles:
+    def _read(layout: _Layout) -> PolicyFiles:
+        main, directory_files = layout.main, layout.directory_files
         digest = hashlib.sha256()
         contents: list[tuple[str, str]] = []
         unreadable: list[tuple[str, str]] = []
@@ -212,6 +251,8 @@ class PolicySource:
             contents.append((path, text))
             digest.update(f"{path}\0{len(text)}\0".encode())
             digest.update(text.encode("utf-8"))
+        for path, why in layout.gone:
+            digest.update(f"directory {why}:{path}\0".encode())
         main_entry = contents[0] if main and contents and contents[0][0] == main else None
         return PolicyFiles(
             main=main_entry,
@@ -221,4 +262,6 @@ class PolicySource:
             main_missing=main_missing,
             empty=tuple(empty),
             main_unreadable=main_unreadable,
+            directories=layout.directories,
+            directories_gone=layout.gone,
         )

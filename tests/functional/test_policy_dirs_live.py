@@ -1,0 +1,103 @@
+"""A live ``guard serve`` keeps a ``policy.d`` directory's overrides while it is gone.
+
+DESIGN.md "Policy file handling fails closed", for oslo.policy's
+``[oslo_policy] policy_dirs``, over a real process in real time: the
+operator's overrides (show and list admin-only) live in ``policy.d`` beside
+guard.conf (a relative entry, found as oslo.config finds files). A reader
+polls ``GET /consumers/{uuid}`` and ``GET /consumers`` every 50 ms while the
+directory is renamed away and back, swapped by two renames with a reload in
+the gap (``mv policy.d policy.d.old && mv policy.d.new policy.d``) and
+removed and recreated. The more permissive defaults (200 for the reader)
+are never seen; the admin healthcheck names the directory (by base name)
+while it is gone; and a file removed from the directory, which is still
+there, drops its rules within 3 s, so the poller can tell.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+from tests.functional.processes import guard_serve, read_until_serving
+from tests.functional.test_policy_live import HOLD, STRICT, Poller, health
+
+# Still admin-only for show and list (auditors may show too): a new revision.
+STRICT_NEW = (
+    '"guard:consumers:show": "rule:admin or role:auditor"\n"guard:consumers:list": "rule:admin"\n'
+)
+GONE = "policy.d: the policy directory is missing"
+
+
+def _policy_d(parent: Path, name: str, text: str) -> Path:
+    directory = parent / name
+    directory.mkdir()
+    (directory / "10-strict.yaml").write_text(text)
+    return directory
+
+
+def test_the_defaults_are_never_seen_while_policy_d_is_gone(tmp_path: Path) -> None:
+    config = tmp_path / "guard.conf"
+    config.write_text("[oslo_policy]\npolicy_dirs = policy.d\n")
+    policy_d = _policy_d(tmp_path, "policy.d", STRICT)
+    process = guard_serve(tmp_path, "--demo", "--port", "0", "--config-file", str(config))
+    stderr: list[str] = []
+    # The access log fills a pipe in seconds: read it as it comes.
+    drain = threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True)
+    drain.start()
+    poller = None
+    try:
+        base = read_until_serving(process)[-1].split()[2]
+        poller = Poller(base)
+        poller.start()
+        time.sleep(1)
+        revision = health(base)["revision"]
+        problems = []
+
+        policy_d.rename(tmp_path / "policy.d.old")
+        time.sleep(HOLD)
+        problems.append(health(base))
+        (tmp_path / "policy.d.old").rename(policy_d)
+        time.sleep(HOLD)
+        assert health(base) == {"revision": revision, "last_reload_error": None}
+
+        new = _policy_d(tmp_path, "policy.d.new", STRICT_NEW)
+        policy_d.rename(tmp_path / "policy.d.old")
+        time.sleep(1.2)  # at least two polls in the gap (one each 0.5 s)
+        problems.append(health(base))
+        new.rename(policy_d)
+        time.sleep(HOLD)
+        swapped = health(base)
+        assert swapped["last_reload_error"] is None
+        assert swapped["revision"] != revision  # the new directory applied
+
+        shutil.rmtree(policy_d)
+        time.sleep(HOLD)
+        problems.append(health(base))
+        _policy_d(tmp_path, "policy.d", STRICT_NEW)
+        time.sleep(HOLD)
+        assert health(base) == {"revision": swapped["revision"], "last_reload_error": None}
+
+        (policy_d / "10-strict.yaml").unlink()  # the directory stays: the defaults apply
+        written = time.monotonic()
+        time.sleep(3.5)
+    finally:
+        if poller is not None:
+            poller.stop.set()
+            poller.join(timeout=30)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        drain.join(timeout=30)
+    before = [(shown, listed) for at, shown, listed in poller.seen if at < written]
+    after = [(at, shown, listed) for at, shown, listed in poller.seen if at >= written]
+    assert len(before) > 150, "the reader was not polling"
+    assert set(before) == {(404, 403)}, "the defaults (or an error) were seen"
+    assert [p["revision"] for p in problems] == [revision, revision, swapped["revision"]]
+    assert [p["last_reload_error"].split(";")[0] for p in problems] == [GONE] * 3
+    applied = [at for at, shown, listed in after if (shown, listed) == (200, 200)]
+    assert applied and applied[0] - written <= 3.0, "a file removed did not drop its rules"
+    held = [line for line in stderr if "stays in force" in line]
+    assert len(held) == 3, held  # one line each time the directory went, not one a request
+    assert all(GONE in line and str(tmp_path) not in line for line in held)
