@@ -34,7 +34,7 @@ from guard import conf as guard_conf
 from guard.api import healthcheck
 from guard.api.app import make_app
 from guard.db import api as db_api
-from guard.db import migration
+from guard.db import migration, sqlitefile
 from guard.logfingerprints import fingerprint
 from guard.middleware import (
     GuardMiddleware,
@@ -102,12 +102,14 @@ def build_services(
     """Wire engine, enforcer, decision log and repository for ``conf``.
 
     The policy file is validated here (``policy.PolicyFileError`` on an
-    invalid one); with ``migrate`` the database is brought to the latest
-    schema first.
+    invalid one); a SQLite file this process cannot write is
+    ``guard.db.sqlitefile.NotWritable``; with ``migrate`` the database is
+    brought to the latest schema first.
     """
     url = database_url(conf)
     if enforcer is None:
         enforcer = policy.make_enforcer(conf, policy_file)
+    sqlitefile.check_writable(url)
     if migrate:
         migration.upgrade(url)
     engine = db_api.create_engine(url, **pool_options(conf, url))

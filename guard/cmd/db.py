@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from guard import exception
 from guard.cmd import config
-from guard.db import api, errors, migration
+from guard.db import api, errors, migration, sqlitefile
 
 #: Exit status when no database is named (a usage error, as argparse's).
 NO_DATABASE = 2
@@ -96,6 +96,7 @@ def run_upgrade(args: argparse.Namespace) -> int:
         return NO_DATABASE
     try:
         print(f"guard db upgrade: {api.display_url(url)}", flush=True)
+        sqlitefile.check_writable(url)  # SQLite's own refusal names no file
         migration.upgrade(url, args.revision)
         revision = migration.current(url)
     except Exception as error:

@@ -33,7 +33,7 @@ from guard.cmd import config
 from guard.cmd.parse_errors import answer_parse_errors_in_json
 from guard.db import api as db_api
 from guard.db import errors as db_errors
-from guard.db import migration
+from guard.db import migration, sqlitefile
 from guard.policy.paths import resolve_policy_file
 from guard.tools import demo
 
@@ -149,7 +149,9 @@ def serve(args: argparse.Namespace) -> int:
         cause = error.__cause__ if isinstance(error, exception.Unavailable) else error
         if isinstance(cause, sqlalchemy.exc.SQLAlchemyError):
             detail = db_errors.describe(cause)
-        elif isinstance(error, migration.MigrationError | db_api.DatabaseURLError):
+        elif isinstance(
+            error, migration.MigrationError | db_api.DatabaseURLError | sqlitefile.NotWritable
+        ):
             # guard's own words
             detail = str(error)
         else:
