@@ -16,7 +16,8 @@ directories beside them). oslo.log's options are registered on every
 ``ConfigOpts`` it makes, with guard's defaults (:data:`LOG_DEFAULTS`).
 
 Before oslo.config reads anything, :mod:`guard.conffiles` refuses what is
-not a regular file among the files it would read (a FIFO blocked the start).
+not a regular file among the files it would read (a FIFO blocked the start);
+after, :mod:`guard.confoptions` refuses an option guard would ignore (a typo).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from oslo_log import log as oslo_log
 from oslo_middleware import sizelimit
 from oslo_middleware.healthcheck import opts as healthcheck_opts
 
-from guard import conffiles
+from guard import conffiles, confoptions
 
 PROJECT = "guard"
 
@@ -190,7 +191,8 @@ def load(
     ``config_files`` and ``config_dirs`` are what ``--config-file`` and
     ``--config-dir`` name (a missing file raises
     ``cfg.ConfigFilesNotFoundError``; a FIFO, device or directory among the
-    files read raises ``guard.conffiles.NotARegularFileError``). With
+    files read raises ``guard.conffiles.NotARegularFileError``; an option or
+    section guard does not read, ``guard.confoptions.UnknownOptionError``). With
     ``search``, what is not given is found by oslo.config's default search
     for project ``guard``, as the
     commands and the WSGI entry point do; without it (a library, a test) only
@@ -215,6 +217,9 @@ def load(
         defaults = {"default_config_files": [], "default_config_dirs": []}
     conf(argv, project=PROJECT, prog=PROJECT, version=version(), **defaults)
     check_secret_values(conf)
+    confoptions.check_files(
+        conf, conffiles.files_read(config_files, config_dirs, project=PROJECT, search=search)
+    )
     return conf
 
 

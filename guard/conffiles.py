@@ -90,6 +90,22 @@ def _config_kind_of(path: str, *, pipes: bool) -> str | None:
     return kind_of(path)
 
 
+def files_read(
+    config_files: Sequence[str], config_dirs: Sequence[str], *, project: str, search: bool
+) -> list[str]:
+    """The regular files oslo.config reads for these ``--config-file`` and ``--config-dir``
+    (with ``search``, what its default search finds), in its order."""
+    files = [os.path.expanduser(str(path)) for path in config_files]
+    if not files and search:
+        files = cfg.find_config_files(project=project, prog=project)
+    directories = [os.path.expanduser(str(path)) for path in config_dirs]
+    if not directories and search:
+        directories = cfg.find_config_dirs(project=project, prog=project)
+    for path in directories:
+        files += sorted(glob.glob(os.path.join(path, "*.conf")))
+    return [path for path in files if os.path.isfile(path)]
+
+
 def check_config_files(
     config_files: Sequence[str],
     config_dirs: Sequence[str],

@@ -15,7 +15,7 @@ from typing import Any
 from oslo_config import cfg
 
 from guard import conf as guard_conf
-from guard import conffiles, logsetup
+from guard import conffiles, confoptions, logsetup
 
 #: What reading the configuration files raises for a file an operator named:
 #: reported in one line by every command (``guard.cmd.main``), never as a traceback.
@@ -26,6 +26,7 @@ FILE_ERRORS = (
     cfg.ConfigFileParseError,
     cfg.ConfigFileValueError,
     conffiles.NotARegularFileError,
+    confoptions.UnknownOptionError,
     guard_conf.SecretValueError,
 )
 

@@ -36,7 +36,7 @@ LAYERS = (
         "guard.logrecords",
     ),
     ("guard.context",),
-    ("guard.conf", "guard.conffiles"),
+    ("guard.conf", "guard.conffiles", "guard.confoptions"),
     ("guard.validation", "guard.exception"),
     ("guard",),
 )

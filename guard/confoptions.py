@@ -1,0 +1,108 @@
+"""Option names an operator wrote that guard does not know, refused with the closest known one.
+
+oslo.config reads only the options a program registered and ignores every
+other line of a file without a word: ``[oslo_policy] policy_flie = strict.yaml``
+(a typo) started ``guard serve`` on the default rules, which let members read
+what the operator's file kept to admins; ``[DEFAULT] log_fiel``, ``Debug``,
+``[database] max_pool_szie`` and a section written ``[oslo_polciy]`` or
+``[default]`` (oslo.config's DEFAULT is upper case) were dropped the same way.
+guard refuses them, naming the file, the section and the option (never its
+value, which may be a secret) with the closest name it knows.
+
+Checked are the sections whose every option guard knows: its own, oslo.log's
+``[DEFAULT]``, oslo.policy's ``[oslo_policy]`` and oslo.middleware's
+``[oslo_middleware]`` (only its body limit is read). ``[keystone_authtoken]``
+is not: its options depend on the auth plugin keystonemiddleware loads. Any
+other section is another program's, unless its name is close to one guard
+reads. oslo.config's own ``ConfigParser`` reads the files, as its
+``oslo-config-validator`` does.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+from oslo_config import cfg
+from oslo_log import _options as oslo_log_options
+from oslo_policy import opts as oslo_policy_opts
+
+#: Sections guard reads whose every option it knows (by oslo.config's name for them).
+CHECKED = ("DEFAULT", "database", "guard", "api", "healthcheck", "oslo_policy", "oslo_middleware")
+#: Sections guard reads whose options it does not all know: only a name close to them is a typo.
+OTHERS = ("keystone_authtoken",)
+#: oslo.policy < 6's option, which later releases dropped (scope is always enforced there,
+#: the stricter way): guard reads it where it exists (guard.policy.scope).
+_TOLERATED = {"oslo_policy": {"enforce_scope"}}
+
+
+class UnknownOptionError(cfg.Error):
+    """A configuration file names an option or section guard does not know."""
+
+
+def _names(opt: cfg.Opt, group: str) -> Iterable[tuple[str, str]]:
+    yield group, opt.dest  # a file's name for it: log-file, with a dash, is not read
+    for old in opt.deprecated_opts:
+        yield (old.group or group), (old.name or opt.dest)
+
+
+def known_options(conf: cfg.ConfigOpts) -> dict[str, set[str]]:
+    """Section -> the option names a file may set there, deprecated names included: what is
+    registered on ``conf`` (oslo.config's own included) and oslo.policy's, which its
+    enforcer registers when guard makes one."""
+    known: dict[str, set[str]] = {group: set(_TOLERATED.get(group, ())) for group in CHECKED}
+    for name in conf:
+        if not isinstance(conf[name], cfg.ConfigOpts.GroupAttr):
+            known["DEFAULT"].add(name)
+        elif name in CHECKED:
+            known[name].update(conf[name])
+    registered = {(group, name) for group, names in known.items() for name in names}
+    listed: list[tuple[str | None, Sequence[cfg.Opt]]] = [*oslo_policy_opts.list_opts()]
+    listed += oslo_log_options.list_opts()  # for the deprecated names of those registered
+    for group, opts in listed:
+        for opt in opts:
+            if group == "oslo_policy" or ((group or "DEFAULT"), opt.dest) in registered:
+                for section, name in _names(opt, group or "DEFAULT"):
+                    known.setdefault(section, set()).add(name)
+    return known
+
+
+def _closest(word: str, choices: Iterable[str]) -> str:
+    word = word.lower().replace("-", "_")  # Debug, log-file: debug, log_file
+    found = [word] if word in choices else []
+    found = found or difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {found[0]}?)" if found else ""
+
+
+def _section_problem(path: str, section: str) -> str | None:
+    readable = (*CHECKED, *OTHERS)
+    if section in readable or section.lower() in readable[1:]:  # oslo.config: [Database] is read
+        return None
+    if section.lower() == "default":
+        return f"{path}: section [{section}] is not read; oslo.config's is [DEFAULT]"
+    close = difflib.get_close_matches(section.lower(), readable[1:], n=1, cutoff=0.8)
+    if close:
+        return f"{path}: section [{section}] is not one guard reads (did you mean [{close[0]}]?)"
+    return None
+
+
+def check_files(conf: cfg.ConfigOpts, paths: Sequence[str]) -> None:
+    """Raise :class:`UnknownOptionError` for the first option or section of ``paths`` guard
+    would ignore; ``conf`` has read them, so each parses."""
+    known = known_options(conf)
+    for path in paths:
+        sections: dict[str, dict[str, list[str]]] = {}
+        cfg.ConfigParser(path, sections).parse()
+        for section, options in sections.items():
+            problem = _section_problem(path, section)
+            if problem:
+                raise UnknownOptionError(problem)
+            group = section if section == "DEFAULT" else section.lower()
+            if group not in known or group not in CHECKED:
+                continue
+            for name in options:
+                if name not in known[group]:
+                    raise UnknownOptionError(
+                        f"{path}: [{section}] {name} is not an option guard reads"
+                        f"{_closest(name, known[group])}; correct or remove it"
+                    )

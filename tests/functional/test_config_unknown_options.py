@@ -1,0 +1,53 @@
+"""A typo in an option's name stops every guard command, instead of being dropped.
+
+oslo.config ignores a line that names no option it knows: with
+``[oslo_policy] policy_flie = strict.yaml`` guard serve started and served
+on the default rules, so a member read a consumer the operator's file kept
+to admins. Real processes, real files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.functional.processes import guard
+
+MESSAGE = "[oslo_policy] policy_flie is not an option guard reads (did you mean policy_file?)"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("serve", "--pipeline", "trusted", "--port", "0"),
+        ("db", "upgrade"),
+        ("policy", "validate"),
+    ],
+)
+def test_a_mistyped_option_stops_the_command(tmp_path: Path, command: tuple[str, ...]) -> None:
+    (tmp_path / "strict.yaml").write_text('"guard:consumers:show": "role:admin"\n')
+    config = tmp_path / "guard.conf"
+    config.write_text(
+        f"[database]\nconnection = sqlite:///{tmp_path / 'g.sqlite'}\n"
+        f"[oslo_policy]\npolicy_flie = {tmp_path / 'strict.yaml'}\n"
+    )
+    process = guard(tmp_path, *command, "--config-file", str(config))
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2, stdout + stderr
+    assert MESSAGE in stderr and str(config) in stderr
+    assert "guard serving" not in stdout and "Traceback" not in stderr
+    assert not (tmp_path / "g.sqlite").exists()  # nothing done
+
+
+def test_a_section_written_in_lower_case_stops_the_start(tmp_path: Path) -> None:
+    config = tmp_path / "guard.conf"
+    config.write_text(
+        f"[database]\nconnection = sqlite:///{tmp_path / 'g.sqlite'}\n[default]\ndebug = true\n"
+    )
+    process = guard(
+        tmp_path, "serve", "--pipeline", "trusted", "--port", "0", "--config-file", str(config)
+    )
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2, stdout + stderr
+    assert "section [default] is not read; oslo.config's is [DEFAULT]" in stderr

@@ -1,0 +1,173 @@
+"""guard.confoptions: an option or section guard would ignore is refused, named, never shown.
+
+oslo.config ignores every line of a file that names no registered option:
+``[oslo_policy] policy_flie`` (a typo) started guard on the default rules.
+Real files, read by ``guard.conf.load`` as every command and worker reads them.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from oslo_config import cfg
+from oslo_log import _options as oslo_log_options
+from oslo_policy import opts as oslo_policy_opts
+
+from guard import conf as guard_conf
+from guard import confoptions
+
+SECRET = "s3cretValue9"
+
+
+def _load(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "guard.conf"
+    path.write_text(text)
+    guard_conf.load([str(path)])
+
+
+@pytest.mark.parametrize(
+    ("text", "named", "hint"),
+    [
+        ("[oslo_policy]\npolicy_flie = strict.yaml\n", "[oslo_policy] policy_flie", "policy_file"),
+        ("[DEFAULT]\nlog_fiel = /var/log/g.log\n", "[DEFAULT] log_fiel", "log_file"),
+        ("[DEFAULT]\nDebug = true\n", "[DEFAULT] Debug", "debug"),
+        ("[DEFAULT]\nlog-file = /var/log/g.log\n", "[DEFAULT] log-file", "log_file"),
+        ("[database]\nmax_pool_szie = 3\n", "[database] max_pool_szie", "max_pool_size"),
+        ("[Database]\npassword = x\n", "[Database] password", ""),
+        ("[guard]\nfingerprint_kye = k\n", "[guard] fingerprint_kye", "fingerprint_key"),
+        ("[api]\nbind_prot = 9\n", "[api] bind_prot", "bind_port"),
+        ("[healthcheck]\ndisable_by_file = /x\n", "[healthcheck] disable_by_file", ""),
+        ("[oslo_middleware]\nmax_request_body = 9\n", "[oslo_middleware] max_request_body", ""),
+        ("[default]\ndebug = true\n", "section [default]", "[DEFAULT]"),
+        ("[oslo_polciy]\npolicy_file = p.yaml\n", "section [oslo_polciy]", "[oslo_policy]"),
+        ("[databse]\nconnection = sqlite://\n", "section [databse]", "[database]"),
+        ("[keystone_authtokn]\nauth_url = x\n", "section [keystone_authtokn]", ""),
+    ],
+)
+def test_an_option_guard_would_ignore_is_refused_by_name(
+    tmp_path: Path, text: str, named: str, hint: str
+) -> None:
+    with pytest.raises(confoptions.UnknownOptionError) as raised:
+        _load(tmp_path, text.replace(" = ", f" = {SECRET}", 1))
+    message = str(raised.value)
+    assert named in message and str(tmp_path / "guard.conf") in message
+    assert hint in message
+    assert SECRET not in message  # a value may be a password
+
+
+def test_what_guard_reads_loads(tmp_path: Path) -> None:
+    _load(
+        tmp_path,
+        "[DEFAULT]\ndebug = true\nlogfile = /tmp/x.log\nuse_json = false\n"
+        "[Database]\nconnection = sqlite:////srv/g.sqlite\nmax_pool_size = 7\n"
+        "[oslo_policy]\npolicy_file = p.yaml\nenforce_new_defaults = true\nenforce_scope = true\n"
+        "[guard]\npipeline = trusted\n[api]\nthreads = 4\n"
+        "[oslo_middleware]\nmax_request_body_size = 65536\n"
+        "[healthcheck]\ndisable_by_file_path = /x\n"
+        "[keystone_authtoken]\nauth_type = password\nanything_its_plugin_reads = 1\n"
+        "[cors]\nallowed_origin = x\n",  # another program's section
+    )
+
+
+def test_a_config_dir_file_is_checked(tmp_path: Path) -> None:
+    first = tmp_path / "guard.conf"
+    first.write_text("[database]\nconnection = sqlite:////srv/g.sqlite\n")
+    extra = tmp_path / "guard.conf.d"
+    extra.mkdir()
+    (extra / "20-policy.conf").write_text("[oslo_policy]\npolicy-file = p.yaml\n")
+    with pytest.raises(confoptions.UnknownOptionError, match=r"20-policy\.conf: .*policy-file"):
+        guard_conf.load([str(first)], config_dirs=[str(extra)])
+
+
+def _read_by_oslo_config(path: Path) -> dict[tuple[str, str], str] | str:
+    """Every option's value as oslo.config alone reads ``path`` (guard's check not run)."""
+    conf = cfg.ConfigOpts()
+    guard_conf.register_opts(conf)
+    for group, opts in oslo_policy_opts.list_opts():
+        conf.register_opts(opts, group=group)
+    try:
+        conf(["--config-file", str(path)], default_config_files=[], default_config_dirs=[])
+    except SystemExit:  # a command-line option's file value, read and found invalid
+        return "refused"
+    values: dict[tuple[str, str], str] = {}
+
+    def read(where: Any, name: str) -> Any:
+        try:
+            return where[name]
+        except (cfg.Error, ValueError) as error:  # read, and found invalid
+            return type(error).__name__
+
+    groups = [name for name in conf if isinstance(read(conf, name), cfg.ConfigOpts.GroupAttr)]
+    for group in [None, *groups]:
+        where = conf[group] if group else conf
+        for name in where:
+            value = read(where, name)
+            if not isinstance(value, cfg.ConfigOpts.GroupAttr):
+                values[(group or "DEFAULT", name)] = repr(value)
+    return values
+
+
+#: Real option names (where typos come from), each section's.
+_REAL = sorted(
+    {
+        (group or "DEFAULT", opt.dest)
+        for group, opts in oslo_log_options.list_opts()
+        for opt in opts
+    }
+    | {(group, opt.dest) for group, opts in guard_conf.list_opts() for opt in opts}
+    | {(group, opt.dest) for group, opts in oslo_policy_opts.list_opts() for opt in opts}
+    | {("DEFAULT", name) for name in ("config_file", "config_dir", "config_source")}
+)
+
+
+@st.composite
+def _lines(draw: st.DrawFn) -> tuple[str, str]:
+    section, name = draw(st.sampled_from(_REAL))
+    how = draw(st.sampled_from(["as is", "upper", "dash", "drop", "swap", "random"]))
+    if how == "upper":
+        name = name.capitalize()
+    elif how == "dash":
+        name = name.replace("_", "-")
+    elif how == "drop" and len(name) > 1:
+        at = draw(st.integers(0, len(name) - 1))
+        name = name[:at] + name[at + 1 :]
+    elif how == "swap" and len(name) > 1:
+        at = draw(st.integers(0, len(name) - 2))
+        name = name[:at] + name[at + 1] + name[at] + name[at + 2 :]
+    elif how == "random":
+        name = draw(st.text(string.ascii_letters + string.digits + "_-", min_size=1, max_size=30))
+    if draw(st.booleans()):
+        section = draw(st.sampled_from(confoptions.CHECKED))
+    return section, name
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(line=_lines())
+def test_a_line_is_refused_exactly_when_oslo_config_would_drop_it(
+    tmp_path: Path, line: tuple[str, str]
+) -> None:
+    """The oracle is oslo.config alone: a line it reads changes some option's value."""
+    section, name = line
+    path = tmp_path / "guard.conf"
+    path.write_text("")
+    before = _read_by_oslo_config(path)
+    path.write_text(f"[{section}]\n{name} = 7\n")
+    dropped = _read_by_oslo_config(path) == before
+    if (section, name) == ("oslo_policy", "enforce_scope"):
+        dropped = False  # oslo.policy < 6's option, tolerated (scope is enforced without it)
+    if dropped:
+        with pytest.raises(confoptions.UnknownOptionError, match=f"\\] {re.escape(name)} is not"):
+            guard_conf.load([str(path)])
+    else:
+        try:
+            guard_conf.load([str(path)])
+        except (SystemExit, cfg.Error) as error:  # refused for its value, never as unknown
+            assert not isinstance(error, confoptions.UnknownOptionError), error
