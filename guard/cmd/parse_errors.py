@@ -9,7 +9,10 @@ classes make ``guard serve`` answer them as the guard middleware answers any
 error: the contract's JSON error of that status (an unlisted 4xx, such as
 waitress's 431 for a header block over its limit, as a 400
 ``guard.invalid_input``), with a fresh request id in the body and the header.
-waitress's choice of closing the connection is kept.
+waitress's one 5xx of its own, 501 for a ``Transfer-Encoding`` other than
+``chunked``, is the client's framing, not a fault of the server: a 400 that
+says so (it was a 500 ``guard.internal``). waitress's choice of closing the
+connection is kept.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask
 
+from guard import exception
 from guard.api.errors import error_for_status, error_response
 from guard.context import generate_request_id
 from guard.middleware import REQUEST_ID_HEADER
@@ -30,7 +34,14 @@ class ContractErrorTask(ErrorTask):
 
     def execute(self) -> None:
         request_id = generate_request_id()
-        response = error_response(error_for_status(self.request.error.code), request_id)
+        code = self.request.error.code
+        if code == 501:  # waitress's ServerNotImplemented: a transfer-coding it does not take
+            error: exception.GuardError = exception.InvalidInput(
+                "Transfer-Encoding other than chunked is not supported."
+            )
+        else:
+            error = error_for_status(code)
+        response = error_response(error, request_id)
         self.status = response.status
         self.response_headers.extend(response.headerlist)
         self.response_headers.append((REQUEST_ID_HEADER, request_id))

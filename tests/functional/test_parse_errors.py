@@ -21,6 +21,11 @@ UNPARSABLE = {
         b"PUT /consumers/x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"
     ),
     "control character in a header": b"GET / HTTP/1.1\r\nHost: x\r\nX-Roles: a\x01b\r\n\r\n",
+    # waitress's 501 (a transfer-coding it does not implement) was answered 500 guard.internal.
+    "transfer-coding other than chunked": (
+        b"PUT /consumers/x HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+    ),
 }
 
 
