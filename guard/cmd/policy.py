@@ -123,7 +123,8 @@ def _credentials(text: str) -> dict[str, Any]:
 
     oslo.policy iterates ``roles`` as it is: ``"roles": "reader"`` would be
     the roles ``r``, ``e``, ``a``, ``d``... and explain a denial the operator
-    did not mean to ask about.
+    did not mean to ask about. A ``null`` value is kept here and left out by
+    :func:`explain` (see :func:`_without_nulls`).
     """
     creds = _json_object(text)
     for key in ("roles", "service_roles"):
@@ -137,6 +138,26 @@ def _credentials(text: str) -> dict[str, Any]:
     return creds
 
 
+def _without_nulls(creds: dict[str, Any]) -> dict[str, Any]:
+    """``creds`` without its ``null`` values, as the service decides on them.
+
+    The service leaves a credential the caller lacks out of the policy values
+    (``RequestContext.to_policy_values()``: an unscoped token's ``project_id``
+    is None), so a check on it is false. oslo.policy, given a plain dict,
+    compares ``str(None)``: ``project_id:%(project_id)s`` would hold for a
+    target project named ``None``, an answer the service never gives. Each
+    key left out is named on stderr, so the operator knows what was asked.
+    """
+    nulls = sorted(key for key, value in creds.items() if value is None)
+    for key in nulls:
+        print(
+            f'note: "{key}" is null: left out of the credentials, as the service leaves out '
+            "a value the caller does not have",
+            file=sys.stderr,
+        )
+    return {key: value for key, value in creds.items() if value is not None}
+
+
 def explain(args: argparse.Namespace) -> int:
     """Print why ``--rule`` allows or denies ``--creds`` on ``--target``."""
     try:
@@ -144,7 +165,7 @@ def explain(args: argparse.Namespace) -> int:
     except PolicyFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(enforcer.explain(args.rule, args.target, args.creds))
+    print(enforcer.explain(args.rule, args.target, _without_nulls(args.creds)))
     names = set(enforcer.registered_rules) | set(enforcer.file_rules)
     if args.rule not in names:
         # Explained as oslo.policy decides it (denied), but an operator who
