@@ -110,12 +110,13 @@ def use_key(key: bytes | str | None) -> None:
 
     A new key replaces the old one. ``None`` keeps the key in use, or draws a
     random one (with the notice) when there is none yet; so does an empty
-    key (``fingerprint_key =`` left blank), which would be an HMAC anyone
-    can compute: a log's fingerprints of names and known ids could be
-    matched by whoever reads it.
+    key (``fingerprint_key =`` left blank) or one of whitespace only (quoted:
+    ``fingerprint_key = "   "``), which would be an HMAC anyone can compute:
+    a log's fingerprints of names and known ids could be matched by whoever
+    reads it.
     """
     global _fingerprinter
-    if not key:
+    if not key or not key.strip():
         _current_fingerprinter()
         return
     with _state_lock:
