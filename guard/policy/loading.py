@@ -130,7 +130,8 @@ class FailClosedLoading(policy.Enforcer):
             what = ", ".join(
                 f"{_source_name(path)}: the policy directory {why}" for path, why in gone
             )
-            self._hold(f"{what}; the last good rules stay in force until it is back")
+            back = "they are" if len(gone) > 1 else "it is"
+            self._hold(f"{what}; the last good rules stay in force until {back} back")
             return
         if files.digest == self._applied_digest:
             self.last_reload_error = None  # back as it was (renamed away and back)

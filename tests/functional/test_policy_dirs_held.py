@@ -190,3 +190,23 @@ def test_a_relative_entry_gone_is_held_not_found_further_down_the_search(
     _policy_d(policy_d.parent, f'"{SHOW}": "role:auditor or role:reader"\n')
     assert requests_for(enforcer, fake, 2.5, SHOW, READER)[-1]  # the directory named is back
     assert enforcer.last_reload_error is None
+
+
+def test_each_directory_gone_is_named(tmp_path, fake):
+    """Two ``policy_dirs``: one gone holds all; both gone are both named."""
+    first = _policy_d(tmp_path)
+    second = _policy_d(tmp_path, f'"{SHOW}": "role:auditor or role:observer"\n', "extra.d")
+    enforcer = _enforcer(tmp_path, fake, [str(first), str(second)])
+    assert allowed(enforcer, SHOW, {"roles": ["observer"]})  # the later directory wins
+    _remove(second)
+    assert all(requests_for(enforcer, fake, HOLD, SHOW, {"roles": ["observer"]}))
+    assert enforcer.last_reload_error == (
+        "extra.d: the policy directory is missing; "
+        "the last good rules stay in force until it is back"
+    )
+    _rename_away(first)
+    assert all(requests_for(enforcer, fake, HOLD, SHOW, {"roles": ["observer"]}))
+    assert enforcer.last_reload_error == (
+        "policy.d: the policy directory is missing, extra.d: the policy directory is missing; "
+        "the last good rules stay in force until they are back"
+    )
