@@ -122,7 +122,8 @@ def run_version(args: argparse.Namespace) -> int:
     except Exception as error:
         return _failed("version", error)
     head = migration.head()
-    print(f"database schema at revision {revision or 'none'} (head: {head})")
+    shown = migration.shown_revision(revision) if revision else "none"
+    print(f"database schema at revision {shown} (head: {head})")
     if revision != head:
         unknown = migration.unknown_revisions([revision] if revision else [])
         if unknown:  # no upgrade reaches the head from there

@@ -13,6 +13,7 @@ IMMEDIATE``); the later ones then find the schema current and change nothing.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -68,13 +69,46 @@ def unknown_revisions(revisions: Iterable[str]) -> list[str]:
     return unknown
 
 
+#: How a revision id is written (alembic's own are 12 hex digits; some projects
+#: name theirs, e.g. ``0001_initial``): shown to the operator when it has this shape.
+_REVISION_SHAPE = re.compile(r"[A-Za-z0-9_]{1,32}")
+#: ... but not when it has a keystone id's shape (32 hex digits), which the log
+#: redaction would fingerprint.
+_ID_SHAPE = re.compile(r"[0-9A-Fa-f]{32}")
+
+
+#: What stands for a revision that does not have a revision id's shape.
+NOT_SHOWN = "<not a revision id: not shown>"
+
+
+def shown_revision(revision: str) -> str:
+    """``revision`` when it has a revision id's shape, else :data:`NOT_SHOWN`.
+
+    The version table of a database guard does not own holds whatever its
+    application wrote there; only what looks like a revision id is repeated.
+    """
+    if _REVISION_SHAPE.fullmatch(revision) and not _ID_SHAPE.fullmatch(revision):
+        return revision
+    return NOT_SHOWN
+
+
 def unknown_revision_help(unknown: list[str]) -> str:
-    """What to tell the operator of a database at revisions guard does not know."""
-    shown = ", ".join(repr(revision[:40]) for revision in unknown)
+    """What to tell the operator of a database at revisions guard does not know.
+
+    Such a database is another application's (OpenStack Placement's, say:
+    alembic too, its own revisions) or one a newer guard migrated; either
+    way no guard db upgrade of this guard can migrate it.
+    """
+    noun = "revision" if len(unknown) == 1 else "revisions"
+    shown = ", ".join(
+        repr(revision) if shown_revision(revision) == revision else NOT_SHOWN
+        for revision in unknown
+    )
     return (
-        f"the database's schema is at revision {shown}, which this guard does not know "
-        "(a newer guard migrated it?): guard db upgrade cannot migrate it; run the guard "
-        "that did, or restore the database"
+        f"the database holds alembic {noun} {shown}, which this guard does not know: it is "
+        "another application's database, or a newer guard migrated it; guard db upgrade "
+        "cannot migrate it: point [database] connection at guard's own database, or run "
+        "the newer guard"
     )
 
 
