@@ -220,6 +220,7 @@ def load(
     confoptions.check_files(
         conf, conffiles.files_read(config_files, config_dirs, project=PROJECT, search=search)
     )
+    confoptions.check_values(conf)
     return conf
 
 

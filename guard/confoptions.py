@@ -106,3 +106,26 @@ def check_files(conf: cfg.ConfigOpts, paths: Sequence[str]) -> None:
                         f"{path}: [{section}] {name} is not an option guard reads"
                         f"{_closest(name, known[group])}; correct or remove it"
                     )
+
+
+def check_values(conf: cfg.ConfigOpts) -> None:
+    """Read now every option registered in a section guard checks, so that a value oslo.config
+    cannot take stops the start (``cfg.ConfigFileValueError``, naming the option).
+
+    oslo.config reads a value when it is first asked for: ``[database] max_pool_size = 0``
+    or ``pool_timeout = abc`` started a server on SQLite (which asks for neither), to fail
+    on the first PostgreSQL host, and ``[api] threads = 0`` was reported as
+    ``cannot listen on``. ``[oslo_middleware] max_request_body_size`` below 1 (oslo's option
+    has no minimum) made every body too large: a server that refused every write.
+    """
+    for name in conf:
+        value = conf[name]
+        if isinstance(value, cfg.ConfigOpts.GroupAttr) and name in CHECKED:
+            for option in value:
+                value[option]
+    limit = conf.oslo_middleware.max_request_body_size
+    if limit < 1:
+        raise UnknownOptionError(
+            f"[oslo_middleware] max_request_body_size = {limit}: a body limit is at least 1 "
+            "(bytes; guard's default is 65536)"
+        )

@@ -51,3 +51,17 @@ def test_a_section_written_in_lower_case_stops_the_start(tmp_path: Path) -> None
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 2, stdout + stderr
     assert "section [default] is not read; oslo.config's is [DEFAULT]" in stderr
+
+
+def test_a_value_no_request_reads_on_sqlite_stops_the_start(tmp_path: Path) -> None:
+    """max_pool_size is read only for a database server: 0 started guard serve on SQLite."""
+    config = tmp_path / "guard.conf"
+    config.write_text(
+        f"[database]\nconnection = sqlite:///{tmp_path / 'g.sqlite'}\nmax_pool_size = 0\n"
+    )
+    process = guard(
+        tmp_path, "serve", "--pipeline", "trusted", "--port", "0", "--config-file", str(config)
+    )
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2, stdout + stderr
+    assert "max_pool_size" in stderr and "greater than or equal to 1" in stderr

@@ -171,3 +171,22 @@ def test_a_line_is_refused_exactly_when_oslo_config_would_drop_it(
             guard_conf.load([str(path)])
         except (SystemExit, cfg.Error) as error:  # refused for its value, never as unknown
             assert not isinstance(error, confoptions.UnknownOptionError), error
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[database]\nmax_pool_size = 0\n", "max_pool_size"),  # SQLite never asked for it
+        ("[database]\npool_timeout = abc\n", "pool_timeout"),
+        ("[api]\nthreads = 0\n", "threads"),  # was 'cannot listen on 127.0.0.1:8778'
+        ("[oslo_middleware]\nmax_request_body_size = -1\n", "max_request_body_size = -1"),
+        ("[oslo_middleware]\nmax_request_body_size = 0\n", "max_request_body_size = 0"),
+    ],
+)
+def test_a_value_guard_cannot_take_stops_the_load(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(cfg.Error, match=named):
+        _load(tmp_path, text)
+
+
+def test_the_smallest_body_limit_loads(tmp_path: Path) -> None:
+    _load(tmp_path, "[oslo_middleware]\nmax_request_body_size = 1\n")
