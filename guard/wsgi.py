@@ -20,13 +20,27 @@ finds ``/etc/guard/guard.conf`` and the rest; ``GUARD_PIPELINE`` overrides
 racing through alembic at boot is a hazard, so migrations run once, before
 the workers start, and a worker on a database not at the schema head
 answers 503 on the healthcheck.
+
+uWSGI and mod_wsgi look ``application`` up in the module's dictionary, where
+a PEP 562 ``__getattr__`` is never asked: inside them (their module
+``uwsgi`` or ``mod_wsgi`` is loaded) the application is built when this
+module is imported. Older uWSGI releases run no Python thread of an
+application unless ``enable-threads`` is set, and guard's decision log is
+written by a thread of its own; uWSGI's request log prints raw paths unless
+``disable-logging`` is set. Under a uWSGI without threads or that logging on,
+the import raises :class:`guard.deploy.PipelineError` saying so (with
+``need-app``, uWSGI then exits; :func:`check_uwsgi`)::
+
+    uwsgi --module guard.wsgi:application --master --processes 4 --enable-threads \
+          --need-app --disable-logging --http-socket 127.0.0.1:8778
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from oslo_config import cfg
@@ -147,3 +161,46 @@ def close() -> None:
     """Close this process's application, if it has one (see :meth:`ForkSafeApplication.close`)."""
     if _application is not None:
         _application.close()
+
+
+#: Servers that embed Python and read ``application`` from the module's
+#: dictionary, by the module each of them provides inside its processes.
+EMBEDDING_SERVERS = ("uwsgi", "mod_wsgi")
+
+
+def check_uwsgi(has_threads: bool, options: Mapping[str, Any]) -> None:
+    """Raise ``PipelineError`` when guard cannot run in this uWSGI process.
+
+    ``has_threads`` and ``options`` are the ``uwsgi`` module's ``has_threads``
+    and ``opt``.
+
+    * Python threads off (``has_threads`` false: a uWSGI release that does
+      not turn them on by itself, run without ``enable-threads``): uWSGI
+      holds the interpreter while it waits for a request, so the decision
+      log's writer thread would run only while requests do, and its queued
+      lines could wait forever on an idle worker and be lost when it stops.
+      (uWSGI 2.0.30 and 2.0.31 on Python 3.11 turn threads on by themselves:
+      ``has_threads`` is 1 without the option.)
+    * No ``disable-logging``: uWSGI logs every request's path, raw consumer
+      uuids included (guard's own access line is redacted).
+    """
+    flag = options.get("disable-logging")
+    flag = flag[-1] if isinstance(flag, list) and flag else flag
+    flag = flag.decode() if isinstance(flag, bytes) else flag
+    if not has_threads:
+        raise deploy.PipelineError(
+            "uWSGI runs no Python thread here, and guard's decision log is written by a "
+            "thread: add --enable-threads (enable-threads = true in an ini file)"
+        )
+    if flag not in (True, "true", "1", "yes", "on"):
+        raise deploy.PipelineError(
+            "uWSGI's request log prints each request's path, raw consumer ids included: add "
+            "--disable-logging (disable-logging = true); guard logs each request, redacted"
+        )
+
+
+if "uwsgi" in sys.modules:
+    _uwsgi = sys.modules["uwsgi"]
+    check_uwsgi(bool(getattr(_uwsgi, "has_threads", False)), getattr(_uwsgi, "opt", {}))
+if any(server in sys.modules for server in EMBEDDING_SERVERS):
+    application = __getattr__("application")

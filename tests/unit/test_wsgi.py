@@ -129,3 +129,24 @@ def test_an_application_is_built_once_per_process(config_file: str) -> None:
 def test_the_module_has_no_other_attribute() -> None:
     with pytest.raises(AttributeError):
         _ = wsgi.not_an_application
+
+
+@pytest.mark.parametrize(
+    ("has_threads", "options", "refused"),
+    [
+        (True, {"disable-logging": True}, None),  # --disable-logging on the command line
+        (True, {"disable-logging": b"true"}, None),  # disable-logging = true in an ini file
+        (True, {"disable-logging": [b"false", b"on"]}, None),  # given twice: the last counts
+        (False, {"disable-logging": True}, "add --enable-threads"),
+        (True, {}, "add --disable-logging"),
+        (True, {"disable-logging": b"false"}, "add --disable-logging"),
+    ],
+)
+def test_uwsgi_without_threads_or_with_its_request_log_is_refused(
+    has_threads: bool, options: dict, refused: str | None
+) -> None:
+    if refused is None:
+        wsgi.check_uwsgi(has_threads, options)
+    else:
+        with pytest.raises(deploy.PipelineError, match=refused):
+            wsgi.check_uwsgi(has_threads, options)
