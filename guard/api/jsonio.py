@@ -71,6 +71,10 @@ def read_json_object(req: webob.Request) -> dict[str, Any]:
         raw = req.body_file.read(limit + 1)
     except webob.exc.HTTPRequestEntityTooLarge:
         raise too_large from None
+    except Exception:  # the server's stream: gunicorn raises its parse errors from read()
+        # A chunked body whose chunk sizes do not parse (gunicorn's
+        # InvalidChunkSize, ...), or a client gone mid-body, was a 500.
+        raise exception.InvalidInput("The request body could not be read as sent.") from None
     if len(raw) > limit:
         raise too_large
     try:

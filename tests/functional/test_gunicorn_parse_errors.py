@@ -152,6 +152,23 @@ def test_an_unparsable_request_gets_the_contract_json_error(gunicorn, case) -> N
     assert f"{status} {code} ({error['request_id']})" in log
 
 
+def test_a_chunked_body_that_does_not_parse_is_invalid_input(gunicorn) -> None:
+    """gunicorn raises it from the body's read(), inside guard: it was a 500 guard.internal."""
+    port, _ = gunicorn
+    raw = (
+        f"PUT /consumers/{RAW_ID} HTTP/1.1\r\nX-Identity-Status: Confirmed\r\n"
+        "X-User-Id: u1\r\nX-Project-Id: p1\r\nX-Roles: member,reader\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n"
+    ).encode()
+    status, headers, body = exchange(port, raw)
+    assert status == 400, body[:300]
+    assert headers["content-type"] == "application/json"
+    (error,) = json.loads(body)["errors"]
+    assert error["code"] == "guard.invalid_input"
+    assert error["request_id"] == headers["x-openstack-request-id"]
+
+
 def test_the_server_answers_normally_afterwards(gunicorn) -> None:
     port, _ = gunicorn
     status, _, body = exchange(port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
