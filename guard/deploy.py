@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keystonemiddleware import auth_token
 from oslo_config import cfg
 from sqlalchemy.engine import Engine, make_url
 
-from guard import audit, policy
+from guard import audit, authtoken, policy
 from guard import conf as guard_conf
 from guard.api import healthcheck
 from guard.api.app import make_app
@@ -165,7 +164,7 @@ def build_pipeline(services: Services, pipeline: str) -> WSGIApp:
     if pipeline not in guard_conf.PIPELINES:
         raise PipelineError(f"unknown pipeline {pipeline!r}: use one of {guard_conf.PIPELINES}")
     app: Any = build_api(services)
-    app = GuardMiddleware(app, services.enforcer)
+    app = GuardMiddleware(app, services.enforcer, require_authtoken=pipeline == "main")
     if pipeline == "main":
         app = AuthTokenWithRequestIds(
             _auth_protocol(app, {"oslo_config_config": services.conf, "delay_auth_decision": True})
@@ -184,7 +183,7 @@ def _auth_protocol(app: WSGIApp, options: dict[str, Any]) -> Any:
     traceback and its CRITICAL log line showed. The message names the group only.
     """
     try:
-        return auth_token.AuthProtocol(app, options)
+        return authtoken.AuthProtocol(app, options)
     except cfg.Error:
         raise PipelineError(
             "[keystone_authtoken]: a value cannot be read: a '$' in it is read by oslo.config "

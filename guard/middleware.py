@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -38,8 +39,8 @@ from oslo_config import cfg
 from oslo_middleware import request_id as oslo_request_id
 from oslo_middleware import sizelimit
 
+from guard import authtoken, exception, logscope, policy
 from guard import conf as guard_conf
-from guard import exception, logscope, policy
 from guard import log as guard_log
 from guard.accesslog import (
     ENV_CALLER_VALUES,
@@ -52,6 +53,7 @@ from guard.accesslog import (
 from guard.api.environ import (
     ENV_AUTHENTICATED,
     ENV_CONTEXT,
+    ENV_IDENTITY_UNCHECKED,
     ENV_MAX_BODY_SIZE,
     ENV_REQUEST_ID,
     TRUSTED_STATUS,
@@ -217,29 +219,19 @@ def bound_url_cache() -> None:
     urllib.parse.urlsplit = urlsplit
 
 
-#: Attributes through which WSGI filters hold the application they wrap
-#: (oslo.middleware's and guard's ``application``, keystonemiddleware's ``_app``,
-#: guard.deploy's auth_token wrapper's ``protocol``).
-_WRAPPED = ("application", "app", "_app", "protocol")
-
-
-def _authenticates_below(application: object) -> bool:
-    """Whether keystonemiddleware's auth_token is among the filters ``application`` is made of."""
-    seen: set[int] = set()
-    node: object = application
-    while node is not None and id(node) not in seen and len(seen) < 64:
-        seen.add(id(node))
-        if type(node).__module__.startswith("keystonemiddleware.auth_token"):
-            return True
-        node = next((getattr(node, a) for a in _WRAPPED if callable(getattr(node, a, None))), None)
-    return False
-
-
 class GuardMiddleware:
-    """The edge filter: trusted identity in, contract-shaped errors out."""
+    """The edge filter: trusted identity in, contract-shaped errors out.
 
-    def __init__(self, application: WSGIApp, enforcer: Authorizer | None) -> None:
-        if _authenticates_below(application):
+    With ``require_authtoken`` (the ``main`` pipeline's filter) it answers
+    only requests keystonemiddleware's auth_token passed on: without it in
+    front, the identity headers are whatever the client sent, so every
+    request is refused (500, one log line for the operator).
+    """
+
+    def __init__(
+        self, application: WSGIApp, enforcer: Authorizer | None, *, require_authtoken: bool = False
+    ) -> None:
+        if authtoken.authenticates_below(application):
             # In front of auth_token, the filter would believe the identity
             # headers any client sends (auth_token sets them only below it).
             raise ValueError(
@@ -248,6 +240,8 @@ class GuardMiddleware:
             )
         self.application = application
         self.enforcer = enforcer
+        self.require_authtoken = require_authtoken
+        self._told_missing_authtoken = threading.Lock()
         bound_url_cache()
 
     # Plain WSGI, not webob's wsgify or Request.get_response: building a
@@ -277,6 +271,11 @@ class GuardMiddleware:
         return body
 
     def _respond(self, environ: dict[str, Any], request_id: str) -> _Answer:
+        if self.require_authtoken and not authtoken.ran(environ):
+            anonymous_context(environ).update_store()
+            if self._told_missing_authtoken.acquire(blocking=False):  # held: told once
+                LOG.error(authtoken.MISSING)
+            return _error(exception.Internal(), request_id)
         if undecodable(environ):
             # Refused before the caller's identity is read: its lines (the
             # access line) carry this request's ids and no caller's.
@@ -293,8 +292,11 @@ class GuardMiddleware:
         environ[ENV_AUTHENTICATED] = authenticated
         # PATH_INFO is the raw path (bytes as latin-1); the public paths are
         # ASCII, so comparing it raw equals comparing it decoded.
-        if not authenticated and environ.get("PATH_INFO", "") not in PUBLIC_PATHS:
-            return _error(exception.Unauthorized(), request_id)
+        if environ.get("PATH_INFO", "") not in PUBLIC_PATHS:
+            if environ.get(ENV_IDENTITY_UNCHECKED) is True:  # keystone did not answer
+                return _error(exception.Unavailable(IDENTITY_UNAVAILABLE), request_id)
+            if not authenticated:
+                return _error(exception.Unauthorized(), request_id)
         caller = _scrub_values(context)
         with logscope.request_scope(caller):
             environ[ENV_LOG_SCOPE] = contextvars.copy_context()  # for the access line
@@ -314,6 +316,9 @@ class GuardMiddleware:
         # are its own. guard's API answers its errors in the contract's JSON.
         return status, headers, body
 
+
+#: The detail of a 503 for a token keystone could not check (unreachable, 5xx, no answer).
+IDENTITY_UNAVAILABLE = "The identity service is unavailable; retry later."
 
 #: An answer before it is sent: status line, header list, the body read.
 _Answer = tuple[str, list[tuple[str, str]], list[bytes]]
@@ -377,6 +382,10 @@ class RequestId(oslo_request_id.RequestId):
     the routing, validation and JSON of a GET together.
     """
 
+    def __init__(self, application: WSGIApp, conf: Any = None) -> None:
+        authtoken.check_authtoken_above(application)
+        super().__init__(application, conf)
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         inbound = environ.get("HTTP_X_OPENSTACK_REQUEST_ID", "")
         if REQUEST_ID_RE.fullmatch(inbound):
@@ -408,6 +417,7 @@ class SizeLimit(sizelimit.RequestBodySizeLimiter):
     def __init__(
         self, application: WSGIApp | None, conf: cfg.ConfigOpts | dict[str, str] | None = None
     ) -> None:
+        authtoken.check_authtoken_above(application)
         super().__init__(application, conf)
         # Read once: oslo's _conf_get re-applies a paste value per request.
         self.max_size: int = self._conf_get("max_request_body_size")
@@ -454,13 +464,16 @@ def filter_factory(global_conf: dict[str, str], **local_conf: str) -> Callable[.
     guard.conf whose ``[oslo_policy]`` options configure the policy engine
     and whose ``[guard] fingerprint_key`` keys the log fingerprints. The
     redacting filter goes on the process's log handlers; their setup is the
-    service's own (it is not changed here).
+    service's own (it is not changed here). ``require_authtoken = true`` (in
+    the filter's own section: the ``main`` pipeline's) makes the filter
+    refuse every request that keystonemiddleware's auth_token did not pass on.
     """
     config_file = local_conf.get("config_file") or global_conf.get("config_file")
+    require = authtoken.required(local_conf)
     paste_conf(config_file)
     enforcer = shared_enforcer(config_file)
 
     def _filter(app: WSGIApp) -> GuardMiddleware:
-        return GuardMiddleware(app, enforcer)
+        return GuardMiddleware(app, enforcer, require_authtoken=require)
 
     return _filter

@@ -19,6 +19,8 @@ ENV_REQUEST_ID = "openstack.request_id"
 ENV_CONTEXT = "guard.context"
 #: ``True`` when the identity headers were trusted (X-Identity-Status: Confirmed).
 ENV_AUTHENTICATED = "guard.authenticated"
+#: ``True`` when keystone could not check a token of the request (guard.authtoken).
+ENV_IDENTITY_UNCHECKED = "guard.identity_unchecked"
 #: The body limit :class:`guard.middleware.SizeLimit` hands to the body reader.
 ENV_MAX_BODY_SIZE = "guard.max_body_size"
 #: The ``X-Identity-Status`` under which the guard middleware trusts identity headers.

@@ -20,7 +20,7 @@ LAYERS = (
     ("guard.cmd", "guard.tools", "guard.testing", "guard.__main__"),
     ("guard.wsgi", "guard.gunicorn_conf", "guard.gunicorn_errors"),
     ("guard.deploy",),
-    ("guard.middleware", "guard.accesslog"),
+    ("guard.middleware", "guard.accesslog", "guard.authtoken"),
     ("guard.api",),
     ("guard.repository",),
     ("guard.policy", "guard.policies"),
