@@ -11,8 +11,11 @@ value, which may be a secret) with the closest name it knows.
 
 Checked are the sections whose every option guard knows: its own, oslo.log's
 ``[DEFAULT]``, oslo.policy's ``[oslo_policy]`` and oslo.middleware's
-``[oslo_middleware]`` (only its body limit is read). ``[keystone_authtoken]``
-is not: its options depend on the auth plugin keystonemiddleware loads. Any
+``[oslo_middleware]`` (only its body limit is read). In ``[keystone_authtoken]``
+a name must be keystonemiddleware's or an option of one of keystoneauth's auth
+plugins (which one is read may be set in api-paste.ini), and ``auth_type`` must
+name a plugin: ``www_authenticate_url``, ``memcached_server`` or
+``auth_type = pasword`` were dropped, or failed on the first request. Any
 other section is another program's, unless its name is close to one guard
 reads. oslo.config's own ``ConfigParser`` reads the files, as its
 ``oslo-config-validator`` does.
@@ -21,6 +24,7 @@ reads. oslo.config's own ``ConfigParser`` reads the files, as its
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable, Sequence
 
 from oslo_config import cfg
@@ -29,8 +33,9 @@ from oslo_policy import opts as oslo_policy_opts
 
 #: Sections guard reads whose every option it knows (by oslo.config's name for them).
 CHECKED = ("DEFAULT", "database", "guard", "api", "healthcheck", "oslo_policy", "oslo_middleware")
-#: Sections guard reads whose options it does not all know: only a name close to them is a typo.
-OTHERS = ("keystone_authtoken",)
+KEYSTONE = "keystone_authtoken"
+#: Sections guard reads whose options are checked on their own terms (:func:`keystone_names`).
+OTHERS = (KEYSTONE,)
 #: oslo.policy < 6's option, which later releases dropped (scope is always enforced there,
 #: the stricter way): guard reads it where it exists (guard.policy.scope).
 _TOLERATED = {"oslo_policy": {"enforce_scope"}}
@@ -67,6 +72,38 @@ def known_options(conf: cfg.ConfigOpts) -> dict[str, set[str]]:
     return known
 
 
+@functools.cache
+def keystone_names() -> tuple[frozenset[str], frozenset[str]]:
+    """The names ``[keystone_authtoken]`` may hold (keystonemiddleware's options, deprecated
+    names included, and every installed auth plugin's) and the auth plugins' names."""
+    # Imported here: only a file with the section pays for keystonemiddleware (0.4 s).
+    from keystoneauth1 import loading
+    from keystonemiddleware import auth_token
+
+    names = {name for _, opts in auth_token.list_opts() for o in opts for _, name in _names(o, "")}
+    plugins = frozenset(loading.get_available_plugin_names())
+    for plugin in plugins:
+        names.update(opt.dest for opt in loading.get_auth_plugin_conf_options(plugin))
+    return frozenset(names), plugins
+
+
+def _keystone_problem(path: str, section: str, options: dict[str, list[str]]) -> str | None:
+    names, plugins = keystone_names()
+    for name in options:
+        if name not in names:
+            return (
+                f"{path}: [{section}] {name} is not an option keystonemiddleware or an auth "
+                f"plugin reads{_closest(name, names)}; correct or remove it"
+            )
+    plugin = options.get("auth_type", [None])[-1]
+    if plugin and plugin not in plugins:
+        return (
+            f"{path}: [{section}] auth_type = {plugin} is not an auth plugin keystoneauth "
+            f"has{_closest(plugin, plugins)}"
+        )
+    return None
+
+
 def _closest(word: str, choices: Iterable[str]) -> str:
     word = word.lower().replace("-", "_")  # Debug, log-file: debug, log_file
     found = [word] if word in choices else []
@@ -98,6 +135,9 @@ def check_files(conf: cfg.ConfigOpts, paths: Sequence[str]) -> None:
             if problem:
                 raise UnknownOptionError(problem)
             group = section if section == "DEFAULT" else section.lower()
+            problem = _keystone_problem(path, section, options) if group == KEYSTONE else None
+            if problem:
+                raise UnknownOptionError(problem)
             if group not in known or group not in CHECKED:
                 continue
             for name in options:

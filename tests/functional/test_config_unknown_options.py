@@ -65,3 +65,21 @@ def test_a_value_no_request_reads_on_sqlite_stops_the_start(tmp_path: Path) -> N
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 2, stdout + stderr
     assert "max_pool_size" in stderr and "greater than or equal to 1" in stderr
+
+
+def test_an_auth_plugin_typo_stops_the_main_pipeline_without_a_traceback(tmp_path: Path) -> None:
+    """keystonemiddleware looked the plugin up as guard serve built the pipeline: it died
+    with a CRITICAL 'Unhandled error' and NoMatchingPlugin's traceback."""
+    config = tmp_path / "guard.conf"
+    config.write_text(
+        f"[database]\nconnection = sqlite:///{tmp_path / 'g.sqlite'}\n[keystone_authtoken]\n"
+        "www_authenticate_uri = http://127.0.0.1:1/v3\nauth_url = http://127.0.0.1:1/v3\n"
+        "auth_type = pasword\nusername = guard\npassword = pw\nproject_name = service\n"
+    )
+    process = guard(
+        tmp_path, "serve", "--pipeline", "main", "--port", "0", "--config-file", str(config)
+    )
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2, stdout + stderr
+    assert "auth_type = pasword is not an auth plugin keystoneauth has" in stderr
+    assert "Traceback" not in stderr and "guard serving" not in stdout

@@ -48,6 +48,21 @@ def _load(tmp_path: Path, text: str) -> None:
         ("[oslo_polciy]\npolicy_file = p.yaml\n", "section [oslo_polciy]", "[oslo_policy]"),
         ("[databse]\nconnection = sqlite://\n", "section [databse]", "[database]"),
         ("[keystone_authtokn]\nauth_url = x\n", "section [keystone_authtokn]", ""),
+        (
+            "[keystone_authtoken]\nwww_authenticate_url = http://k/v3\n",
+            "[keystone_authtoken] www_authenticate_url",
+            "www_authenticate_uri",
+        ),
+        (
+            "[keystone_authtoken]\nmemcached_server = m:11211\n",
+            "[keystone_authtoken] memcached_server",
+            "memcached_servers",
+        ),
+        (
+            "[keystone_authtoken]\nauth_type = password\nuser_domain_nmae = Default\n",
+            "[keystone_authtoken] user_domain_nmae",
+            "user_domain_name",
+        ),
     ],
 )
 def test_an_option_guard_would_ignore_is_refused_by_name(
@@ -70,7 +85,8 @@ def test_what_guard_reads_loads(tmp_path: Path) -> None:
         "[guard]\npipeline = trusted\n[api]\nthreads = 4\n"
         "[oslo_middleware]\nmax_request_body_size = 65536\n"
         "[healthcheck]\ndisable_by_file_path = /x\n"
-        "[keystone_authtoken]\nauth_type = password\nanything_its_plugin_reads = 1\n"
+        "[keystone_authtoken]\nauth_type = password\nusername = guard\npassword = pw\n"
+        "www_authenticate_uri = http://k/v3\nmemcache_servers = m:11211\n"  # a deprecated name
         "[cors]\nallowed_origin = x\n",  # another program's section
     )
 
@@ -190,3 +206,18 @@ def test_a_value_guard_cannot_take_stops_the_load(tmp_path: Path, text: str, nam
 
 def test_the_smallest_body_limit_loads(tmp_path: Path) -> None:
     _load(tmp_path, "[oslo_middleware]\nmax_request_body_size = 1\n")
+
+
+def test_an_auth_plugin_keystoneauth_does_not_have_is_refused(tmp_path: Path) -> None:
+    """keystonemiddleware loads the plugin on the first request: a traceback, then."""
+    with pytest.raises(confoptions.UnknownOptionError) as raised:
+        _load(tmp_path, "[keystone_authtoken]\nauth_type = pasword\n")
+    assert (
+        "auth_type = pasword is not an auth plugin keystoneauth has (did you mean password?)"
+        in (str(raised.value))
+    )
+
+
+def test_the_plugin_may_be_named_in_another_file(tmp_path: Path) -> None:
+    """Its options are checked against every plugin's: api-paste.ini may name the plugin."""
+    _load(tmp_path, "[keystone_authtoken]\napplication_credential_secret = s\nusername = u\n")
