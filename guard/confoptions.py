@@ -36,9 +36,17 @@ CHECKED = ("DEFAULT", "database", "guard", "api", "healthcheck", "oslo_policy", 
 KEYSTONE = "keystone_authtoken"
 #: Sections guard reads whose options are checked on their own terms (:func:`keystone_names`).
 OTHERS = (KEYSTONE,)
-#: oslo.policy < 6's option, which later releases dropped (scope is always enforced there,
-#: the stricter way): guard reads it where it exists (guard.policy.scope).
-_TOLERATED = {"oslo_policy": {"enforce_scope"}}
+#: Options accepted though guard registers none of them:
+#: - oslo.policy < 6's ``enforce_scope``, which later releases dropped (scope is always
+#:   enforced there, the stricter way): guard reads it where it exists (guard.policy.scope);
+#: - oslo.middleware's ``enable_proxy_headers_parsing``, which deployment tools set for every
+#:   service behind a TLS proxy: guard builds nothing from the request's scheme, host or path
+#:   prefix (no URL in any answer, the path alone in the access line), so the proxy's headers
+#:   would change nothing it does, and refusing the start over it would only get in the way.
+_TOLERATED = {
+    "oslo_policy": {"enforce_scope"},
+    "oslo_middleware": {"enable_proxy_headers_parsing"},
+}
 
 
 class UnknownOptionError(cfg.Error):
