@@ -9,8 +9,8 @@ Two facts the guard filter cannot read from the identity headers alone:
   (``X-Identity-Status: Invalid``): the caller with a valid token got 401,
   told to authenticate again, instead of 503. A keystone that accepts the
   connection and never answers (``ConnectTimeout``) was worse: the exception
-  escaped auth_token, above the guard filter, and the server answered its
-  own plain-text 500. :class:`AuthProtocol` records such a request in
+  escaped auth_token, above the guard filter, to be answered 500 by
+  whatever caught it (the WSGI server). :class:`AuthProtocol` records such a request in
   ``environ[ENV_IDENTITY_UNCHECKED]``, which the guard filter answers 503.
 - *auth_token ran at all.* It sets ``keystone.token_auth`` in the environ of
   every request it passes on; a client can set only ``HTTP_*`` keys, so this
@@ -96,13 +96,16 @@ class AuthProtocol(auth_token.AuthProtocol):
                 _unchecked.set(True)
             raise
         except ksa_exceptions.ClientException as error:
-            _unchecked.set(True)
-            self.log.critical("Unable to validate token: %s", type(error).__name__)
-            if not self._delay_auth_decision:
-                raise webob.exc.HTTPServiceUnavailable(
-                    "The Keystone service is temporarily unavailable."
-                ) from None
-            raise ksm_exceptions.InvalidToken("Keystone unavailable") from None
+            failure = type(error).__name__
+        # Logged outside the except block: oslo.log's formatter appends the
+        # exception being handled to a CRITICAL line (keystone's URL, its text).
+        _unchecked.set(True)
+        self.log.critical("keystone did not answer a token validation (%s)", failure)
+        if not self._delay_auth_decision:
+            raise webob.exc.HTTPServiceUnavailable(
+                "The Keystone service is temporarily unavailable."
+            )
+        raise ksm_exceptions.InvalidToken("Keystone unavailable")
 
 
 def ran(environ: dict[str, Any]) -> bool:

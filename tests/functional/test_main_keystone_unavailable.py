@@ -4,8 +4,9 @@ With ``delay_auth_decision`` keystonemiddleware marks a token it could not
 validate (keystone refusing connections, answering 500) exactly as a token
 keystone rejected, so a caller with a valid token was told 401 (authenticate
 again) while keystone was down; a keystone that accepted the connection and
-never answered made auth_token raise above the guard filter (the server's
-plain-text 500). Now: 503 ``guard.unavailable`` in the contract's JSON, while
+never answered made auth_token raise above the guard filter (a 500 from
+whatever caught it: ``guard serve``'s last-resort handler, a server's own
+page). Now: 503 ``guard.unavailable`` in the contract's JSON, while
 a token keystone rejects is still 401 and a request without one still 401.
 
 Real parts: keystonemiddleware's auth_token talks over loopback HTTP to a
@@ -17,6 +18,9 @@ shipped api-paste.ini loaded by PasteDeploy, on a real SQLite file.
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +33,14 @@ from guard import conf as guard_conf
 from guard import deploy
 from guard.db import migration
 from guard.middleware import IDENTITY_UNAVAILABLE
-from tests.functional.keystone_stub import KeystoneStub, keystone_stub, refusing_port
+from tests.fixtures.logleak import LogLeakDetector
+from tests.functional.keystone_stub import (
+    SERVICE_PASSWORD,
+    KeystoneStub,
+    keystone_stub,
+    refusing_port,
+)
+from tests.functional.processes import guard_serve, serving_url, stop
 from tests.functional.support import check_error
 
 PASTE_INI = Path(__file__).resolve().parents[2] / "etc" / "guard" / "api-paste.ini"
@@ -96,15 +107,18 @@ def test_a_token_keystone_cannot_check_is_503_and_a_rejected_one_401(
     stub: KeystoneStub,
     make_app: Callable[[str], webtest.TestApp],
     trouble: str,
+    log_leaks: LogLeakDetector,
 ) -> None:
     app = make_app(_write_conf(tmp_path, stub.authtoken_options()))
     # keystone answers: a valid token is served, an unknown one is 401.
     known = stub.add_token("user-known", PROJECT, ["member", "reader"])
+    log_leaks.sensitive(known, SERVICE_PASSWORD)
     assert _get(app, known).status_int == 200
     _unauthorized(_get(app, "not-a-token"))
 
     stub.mode = trouble
     fresh = stub.add_token("user-fresh", PROJECT, ["member", "reader"])
+    log_leaks.sensitive(fresh)
     _unavailable(_get(app, fresh), fresh)
     _unavailable(_get(app, fresh, f"/consumers/{uuid.uuid4()}"), fresh)
     _unavailable(_get(app, "not-a-token"))  # keystone cannot say it is invalid either
@@ -129,3 +143,36 @@ def test_a_keystone_refusing_connections_is_503(
         _unavailable(_get(app, token), token)
         _unavailable(_get(app, "not-a-token"))
         _unauthorized(_get(app, None))
+
+
+def _status(url: str, token: str) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(url, headers={"X-Auth-Token": token})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_guard_serve_answers_a_keystone_that_never_answers_503(
+    tmp_path: Path, stub: KeystoneStub, log_leaks: LogLeakDetector
+) -> None:
+    """A real ``guard serve --pipeline main`` (waitress): no plain-text 500 from the server."""
+    config = _write_conf(tmp_path, stub.authtoken_options())
+    token = stub.add_token("user-served", PROJECT, ["member", "reader"])
+    log_leaks.sensitive(token, SERVICE_PASSWORD)
+    process = guard_serve(tmp_path, "--config-file", config, "--pipeline", "main", "--port", "0")
+    try:
+        url = serving_url(process) + "/consumers"
+        assert _status(url, "not-a-token")[0] == 401
+        stub.mode = "hang"
+        status, document = _status(url, token)
+        stub.mode = "ok"
+        assert _status(url, token)[0] == 200
+    finally:
+        stderr = stop(process)
+    log_leaks.scan_text(stderr)
+    assert status == 503, document
+    assert document["errors"][0]["code"] == "guard.unavailable"  # type: ignore[index]
+    assert "keystone did not answer a token validation (ConnectTimeout)" in stderr
+    assert "Traceback" not in stderr

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import webtest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paste.deploy import loadapp
 
 from guard.db import migration
@@ -90,6 +92,47 @@ def test_main_without_any_filter_above_guard_refuses_every_request_and_says_so_o
     assert told[0].levelno == logging.ERROR
     assert "put authtoken back" not in told[0].getMessage()  # the load-time wording is another
     assert "authtoken is back before guard in the pipeline" in told[0].getMessage()
+
+
+IDENTITY_HEADERS = (
+    "X-Identity-Status",
+    "X-User-Id",
+    "X-Project-Id",
+    "X-Roles",
+    "X-Service-Roles",
+    "X-Is-Admin-Project",
+    "OpenStack-System-Scope",
+    "X-Auth-Token",
+)
+_VALUES = st.one_of(
+    st.sampled_from(["Confirmed", "admin", "admin,member,reader", "service", "all", "True"]),
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40),
+)
+
+
+def test_no_forged_identity_gets_an_answer_from_main_without_authtoken(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """Whatever identity headers, method and path a client sends: 500 guard.internal."""
+    app = _load(tmp_path, sqlite_url, "guard consumers")
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        headers=st.dictionaries(st.sampled_from(IDENTITY_HEADERS), _VALUES, max_size=8),
+        method=st.sampled_from(["GET", "HEAD", "PUT", "DELETE", "POST"]),
+        path=st.sampled_from(
+            ["/", "/healthcheck", "/consumers", "/consumers/0b7c3a52-5c1e-4b7e-9a51-2f0d8e6b1a77"]
+        ),
+    )
+    def check(headers: dict[str, str], method: str, path: str) -> None:
+        response = app.request(path, method=method, headers=headers, status="*")
+        assert response.status_int == 500
+        if method != "HEAD":
+            check_error(
+                response.status_int, response.headers, response.body, 500, "guard.internal"
+            )
+
+    check()
 
 
 def test_the_shipped_main_and_trusted_pipelines_still_load(
