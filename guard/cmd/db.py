@@ -47,7 +47,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     upgrade = actions.add_parser("upgrade", help="apply the schema migrations (idempotent)")
     _database_options(upgrade)
     upgrade.add_argument(
-        "--revision", default="head", help="target revision (default: %(default)s)"
+        "--revision",
+        default="head",
+        type=config.given,  # "" made alembic fail an assertion: 'AssertionError', exit 1
+        help="target revision (default: %(default)s)",
     )
     upgrade.set_defaults(func=run_upgrade)
     version = actions.add_parser(

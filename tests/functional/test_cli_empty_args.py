@@ -22,6 +22,7 @@ from tests.functional.processes import guard
         (("serve", "--pipeline", "trusted", "--port", "0", "--policy-file", ""), "--policy-file"),
         (("serve", "--pipeline", "trusted", "--port", "0", "--database", ""), "--database"),
         (("db", "upgrade", "--database", ""), "--database"),
+        (("db", "upgrade", "--demo", "--revision", ""), "--revision"),
         (("policy", "validate", ""), "file"),
         (("policy", "explain", "--rule", "admin", "--creds", "{}", "--policy-file", ""),
          "--policy-file"),
