@@ -30,6 +30,8 @@ from guard.policy.validate import rule_set_problems
 # The name these lines had before they moved out of guard.policy.enforcer: log
 # configurations that name it keep working.
 LOG = logging.getLogger("guard.policy.enforcer")
+#: oslo.policy's default ``[oslo_policy] policy_dirs`` entry: its absence is not news.
+OSLO_DEFAULT_POLICY_DIR = "policy.d"
 
 
 def _source_name(path: str) -> str:
@@ -149,7 +151,7 @@ class FailClosedLoading(policy.Enforcer):
         if self.skip_undefined_check:
             # oslo.policy's switch for enforcers that hold part of a rule set.
             found = [p for p in found if not p.message.startswith("refers to undefined rule")]
-        problems += found
+        problems += found + self._absent_directories()
         self.last_reload_warnings = [p for p in problems if p.severity == "warning"]
         for warning in self.last_reload_warnings:
             LOG.warning("Policy: %s", warning)
@@ -171,6 +173,27 @@ class FailClosedLoading(policy.Enforcer):
         }
         self.rules = policy.Rules(base, self.default_rule)
         self.last_reload_error = None
+
+    def _absent_directories(self) -> list[Problem]:
+        """A warning for each ``policy_dirs`` entry named by the operator and not found.
+
+        oslo.policy reads such a directory as "no overrides" (and picks it up
+        if it appears), and so does guard; but a mistyped path would drop the
+        operator's overrides without a word. oslo's default name (``policy.d``),
+        absent from most deployments, is not warned about, as for the file.
+        """
+        located = set(self._dir_entries.values())
+        return [
+            Problem(
+                _source_name(entry),
+                None,
+                None,
+                "the policy directory is not there: no overrides from it until it appears",
+                severity="warning",
+            )
+            for entry in self.conf.oslo_policy.policy_dirs
+            if entry and entry != OSLO_DEFAULT_POLICY_DIR and entry not in located
+        ]
 
     def _hold(self, reason: str) -> None:
         """Keep the rules in force and say why, once per poll that finds a change."""

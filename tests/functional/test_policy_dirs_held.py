@@ -26,6 +26,7 @@ import pytest
 from oslo_config import cfg
 
 from guard.policy import make_enforcer
+from tests.functional.processes import run_guard
 from tests.functional.test_policy_reload import (
     ADMIN,
     READER,
@@ -158,6 +159,29 @@ def test_a_directory_that_never_existed_means_no_overrides_until_it_appears(tmp_
     _remove(policy_d)  # applied once: now held when it goes
     assert not any(requests_for(enforcer, fake, HOLD, SHOW, READER))
     assert "policy.d: the policy directory is missing" in enforcer.last_reload_error
+
+
+ABSENT = "the policy directory is not there: no overrides from it until it appears"
+
+
+def test_a_directory_named_but_not_there_is_warned_about(tmp_path, fake):
+    """Today's semantics (no overrides, picked up when it appears), said out loud:
+    a mistyped path would drop the operator's overrides without a word."""
+    enforcer = _enforcer(tmp_path, fake, [str(tmp_path / "polcy.d")])
+    assert [str(p) for p in enforcer.last_reload_warnings] == [f"polcy.d: {ABSENT}"]
+
+
+def test_oslos_default_directory_not_there_is_not_news(tmp_path, fake):
+    enforcer = _enforcer(tmp_path, fake, ["policy.d"])
+    assert enforcer.last_reload_warnings == []
+
+
+def test_validate_warns_about_a_directory_named_but_not_there(tmp_path):
+    config = tmp_path / "guard.conf"
+    config.write_text(f"[oslo_policy]\npolicy_dirs = {tmp_path / 'polcy.d'}\n")
+    result = run_guard(tmp_path, "policy", "validate", "--config-file", str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"warning: polcy.d: {ABSENT}"
 
 
 def _relative_setup(tmp_path: Path, monkeypatch, fake: FakeClock):
