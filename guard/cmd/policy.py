@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
 from oslo_config import cfg
 from oslo_policy import generator
 
@@ -98,9 +99,34 @@ def sample_text() -> str:
         return output.read_text()
 
 
+def _own_rules(path: Path) -> bool:
+    """Whether ``path`` holds an operator's rules (or text that is not YAML): not a sample.
+
+    The sample comments every rule out, so writing it over the policy file in
+    force (the README's ``--output-file etc/guard/policy.yaml``, rerun after an
+    upgrade) put the defaults in force within seconds: the operator's rules
+    gone without a word. A file of comments only, or ``{}``, holds none.
+    """
+    try:
+        found = yaml.safe_load(path.read_text())
+    except OSError:
+        return False  # missing, or unreadable: writing it says what is wrong
+    except (yaml.YAMLError, ValueError):
+        return True
+    return found not in (None, {})
+
+
 def sample(args: argparse.Namespace) -> int:
     text = sample_text()
     if args.output_file:
+        if _own_rules(Path(args.output_file)):
+            print(
+                f"error: {args.output_file} holds rules of its own: the sample (every rule "
+                "commented out) would put guard's defaults in their place; write it elsewhere, "
+                "or remove the file first",
+                file=sys.stderr,
+            )
+            return 1
         try:
             Path(args.output_file).write_text(text)
         except OSError as exc:

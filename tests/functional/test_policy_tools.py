@@ -222,6 +222,29 @@ def test_sample_to_a_path_it_cannot_write_is_a_clean_error(tmp_path, capsys):
     assert not target.exists()
 
 
+@pytest.mark.parametrize(
+    "text",
+    ['"guard:consumers:show": "role:admin"\n', "guard:consumers:show: role:admin\n", "a: [\n"],
+)
+def test_sample_never_overwrites_an_operator_s_rules(tmp_path, capsys, text):
+    """It wrote the defaults (commented out) over the policy file in force: a live guard
+    applied them within seconds."""
+    target = tmp_path / "policy.yaml"
+    target.write_text(text)
+    assert main(["policy", "sample", "--output-file", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert "holds rules of its own" in err and "Traceback" not in err
+    assert target.read_text() == text
+
+
+@pytest.mark.parametrize("text", ["", "{}\n", '# an old sample\n#"admin": "role:admin"\n'])
+def test_sample_replaces_a_file_without_rules(tmp_path, text):
+    target = tmp_path / "policy.yaml"
+    target.write_text(text)
+    assert main(["policy", "sample", "--output-file", str(target)]) == 0
+    assert target.read_text() == sample_text()
+
+
 def test_explain_of_a_rule_name_with_a_typo_says_so_and_fails(capsys):
     creds = json.dumps({"roles": ["reader"], "project_id": "p1"})
     assert main(["policy", "explain", "--rule", "guard:consumers:shwo", "--creds", creds]) == 1
