@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 import webtest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paste.deploy import loadapp
 
 from guard import conf as guard_conf
@@ -176,3 +178,24 @@ def test_guard_serve_answers_a_keystone_that_never_answers_503(
     assert document["errors"][0]["code"] == "guard.unavailable"  # type: ignore[index]
     assert "keystone did not answer a token validation (ConnectTimeout)" in stderr
     assert "Traceback" not in stderr
+
+
+def test_no_token_is_let_through_or_told_401_while_keystone_fails(
+    tmp_path: Path, stub: KeystoneStub
+) -> None:
+    """Whatever token a client sends while keystone answers 500: 503, never 2xx nor 401."""
+    app = _built(_write_conf(tmp_path, stub.authtoken_options()))
+    stub.add_token("user-any", PROJECT, ["admin", "member", "reader"])
+    stub.mode = "error"
+    forged = {"X-Identity-Status": "Confirmed", "X-User-Id": "u", "X-Roles": "admin"}
+
+    @settings(max_examples=30, deadline=None)
+    @given(
+        token=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1),
+        path=st.sampled_from(["/consumers", f"/consumers/{uuid.uuid4()}", "/nowhere"]),
+    )
+    def check(token: str, path: str) -> None:
+        response = app.get(path, headers={"X-Auth-Token": token, **forged}, status="*")
+        _unavailable(response)
+
+    check()
