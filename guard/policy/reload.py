@@ -168,8 +168,15 @@ class _Layout:
     gone: tuple[tuple[str, str], ...]
 
     def signature(self) -> _Signature:
-        """Each file's stat entry, and a marker for each directory that cannot be listed."""
-        paths = ([self.main] if self.main else []) + self.directory_files
+        """The stat entry of each file and each directory listed, a marker for each gone.
+
+        A directory's own entry changes when a file is added, removed or
+        renamed in it, so that such a change too waits for the quiet second: a
+        poll between ``mkdir policy.d`` and the copy of its files found an empty
+        directory beside files old by their own times and applied "no
+        overrides" at once.
+        """
+        paths = ([self.main] if self.main else []) + self.directory_files + list(self.directories)
         markers: list[_Entry] = [
             (f"{path}\0{why}", None, None, None, None) for path, why in self.gone
         ]

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from oslo_config import cfg
 
 from guard.policy import make_enforcer
+from guard.policy.reload import COARSE_MARGIN, QUIET_SECONDS
 from tests.functional.processes import run_guard
 from tests.functional.test_policy_reload import (
     ADMIN,
@@ -234,3 +236,24 @@ def test_each_directory_gone_is_named(tmp_path, fake):
         "policy.d: the policy directory is missing, extra.d: the policy directory is missing; "
         "the last good rules stay in force until they are back"
     )
+
+
+def test_a_directory_emptied_and_refilled_waits_until_quiet(tmp_path, fake):
+    """``rm -rf policy.d && mkdir policy.d && cp ... policy.d/``: a poll between
+    the mkdir and the copy found an empty directory beside files old by their
+    own times, called it settled and applied "no overrides" at once. A
+    directory's own change now waits for the quiet second, as a file's does."""
+    fake.wall_offset = 0.0  # the files' own times count, as on a live service
+    policy_d = _policy_d(tmp_path)
+    enforcer = _enforcer(tmp_path, fake, [str(policy_d)])
+    assert not allowed(enforcer, SHOW, READER)
+    # Old by their own times (ctime too, which no utime sets back): a real wait.
+    time.sleep(QUIET_SECONDS + COARSE_MARGIN + 0.5)
+    _remove(policy_d)
+    policy_d.mkdir()  # empty for a moment
+    between = requests_for(enforcer, fake, 0.75, SHOW, READER)
+    save(policy_d / "10-show.yaml", AUDITORS_ONLY)
+    after = requests_for(enforcer, fake, 2.5, SHOW, READER)
+    assert not any(between + after), "the empty directory applied: no overrides"
+    assert allowed(enforcer, SHOW, AUDITOR)
+    assert enforcer.last_reload_error is None
