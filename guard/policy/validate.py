@@ -9,6 +9,7 @@ rule (never the file's text), so it can be logged and shown on the healthcheck.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -396,8 +397,12 @@ def rule_set_problems(
         if name in cyclic:
             problems.append(Problem(source, line, name, "is part of a cycle of rule references"))
         if name not in known and name not in referenced:
+            # A typo of a rule guard knows leaves that rule at its default: name it.
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+            kept = "" if not close or close[0] in origins else " that rule keeps its default"
+            hint = f" (did you mean {close[0]!r}?{kept})" if close else ""
             problems.append(
-                Problem(source, line, name, "is not a rule guard knows or uses", "warning")
+                Problem(source, line, name, f"is not a rule guard knows or uses{hint}", "warning")
             )
     too_deep = _depth_problems(rules, graph, origins)
     problems += too_deep

@@ -79,6 +79,7 @@ def test_validate_reports_every_problem_and_warns_on_unknown_names(tmp_path, cap
     ]
     assert lines[4] == (
         "warning: policy.yaml:5: rule 'guard:consumer:show': is not a rule guard knows or uses"
+        " (did you mean 'guard:consumers:show'? that rule keeps its default)"  # line 1 fails
     )
 
 
@@ -89,8 +90,22 @@ def test_validate_passes_a_file_with_only_warnings(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (
         "warning: policy.yaml:2: rule 'guard:consumer:show': is not a rule guard knows or uses"
+        " (did you mean 'guard:consumers:show'?)"
     )
     assert out[1].startswith("ok: revision ")
+
+
+def test_a_typo_of_a_rule_name_names_the_rule_left_at_its_default(tmp_path, capsys):
+    """The operator's override of the mistyped rule is dropped: the warning says which."""
+    path = tmp_path / "policy.yaml"
+    path.write_text('"guard:consumers:lsit": "role:admin"\n"typo:rule": "@"\n')
+    assert main(["policy", "validate", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == [
+        "warning: policy.yaml:1: rule 'guard:consumers:lsit': is not a rule guard knows or uses"
+        " (did you mean 'guard:consumers:list'? that rule keeps its default)",
+        "warning: policy.yaml:2: rule 'typo:rule': is not a rule guard knows or uses",
+    ]
 
 
 def test_sample_prints_the_shipped_file(capsys):
