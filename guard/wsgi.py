@@ -202,5 +202,8 @@ def check_uwsgi(has_threads: bool, options: Mapping[str, Any]) -> None:
 if "uwsgi" in sys.modules:
     _uwsgi = sys.modules["uwsgi"]
     check_uwsgi(bool(getattr(_uwsgi, "has_threads", False)), getattr(_uwsgi, "opt", {}))
+    # uWSGI's hook in a worker on its way out (gunicorn's is worker_exit): the
+    # decisions it had queued are written; a stop of the master lost them.
+    setattr(_uwsgi, "atexit", close)  # noqa: B010 (the uwsgi module is built by uWSGI)
 if any(server in sys.modules for server in EMBEDDING_SERVERS):
     application = __getattr__("application")
