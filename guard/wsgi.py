@@ -32,7 +32,13 @@ the import raises :class:`guard.deploy.PipelineError` saying so (with
 ``need-app``, uWSGI then exits; :func:`check_uwsgi`)::
 
     uwsgi --module guard.wsgi:application --master --processes 4 --enable-threads \
-          --need-app --disable-logging --http-socket 127.0.0.1:8778
+          --need-app --disable-logging --http-socket 127.0.0.1:8778 \
+          --hook-master-start "unix_signal:15 gracefully_kill_them_all"
+
+The last option makes SIGTERM (systemd's stop) a graceful shutdown, as
+devstack sets it for OpenStack services under uWSGI: uWSGI 2.0's own SIGTERM
+reloads brutally. A worker on its way out then writes its queued decisions
+(``uwsgi.atexit`` is :func:`close`).
 """
 
 from __future__ import annotations
@@ -203,7 +209,9 @@ if "uwsgi" in sys.modules:
     _uwsgi = sys.modules["uwsgi"]
     check_uwsgi(bool(getattr(_uwsgi, "has_threads", False)), getattr(_uwsgi, "opt", {}))
     # uWSGI's hook in a worker on its way out (gunicorn's is worker_exit): the
-    # decisions it had queued are written; a stop of the master lost them.
+    # decisions it had queued are written and the decision log's thread ends;
+    # without it a graceful stop lost them, and waited out uWSGI's 60 s mercy
+    # for that thread.
     setattr(_uwsgi, "atexit", close)  # noqa: B010 (the uwsgi module is built by uWSGI)
 if any(server in sys.modules for server in EMBEDDING_SERVERS):
     application = __getattr__("application")
