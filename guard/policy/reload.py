@@ -27,6 +27,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -137,15 +138,34 @@ def _stat_entry(path: str) -> _Entry:
     return (path, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
+#: Names of the copies editors, operators and package managers leave beside a file:
+#: ``50-admin.yaml~`` (emacs, vim's ``backup``), ``#50-admin.yaml#`` (emacs's
+#: autosave), ``50-admin.yaml.bak`` (``cp`` before an edit), ``.dpkg-old``, ``.rpmsave``.
+_BACKUP_NAME_RE = re.compile(
+    r"^#|~$|\.(bak|orig|old|rej|save|swp|swo|tmp|dpkg-[a-z]+|rpm(new|save|orig)|ucf-[a-z]+)$",
+    re.IGNORECASE,
+)
+
+
 def _directory_entries(path: str) -> list[str]:
-    """Non-hidden files of a policy directory, sorted as oslo.policy loads them.
+    """Non-hidden files of a policy directory, sorted as oslo.policy loads them, but for
+    backup copies (:data:`_BACKUP_NAME_RE`).
+
+    oslo.policy loads every file, and a copy sorts after its original
+    (``50-admin.yaml.bak``, ``50-admin.yaml~``), so its old rules overrode the
+    operator's edit of the original without a word: an admin-only rule made
+    so stayed open to members.
 
     Raises OSError when the directory cannot be listed: gone, not a
     directory, or unreadable. The caller reports it; "no files" is only ever
     said of a directory that is there and empty.
     """
     with os.scandir(path) as entries:
-        names = [e.name for e in entries if not e.name.startswith(".") and not e.is_dir()]
+        names = [
+            e.name
+            for e in entries
+            if not e.name.startswith(".") and not _BACKUP_NAME_RE.search(e.name) and not e.is_dir()
+        ]
     return [os.path.join(path, name) for name in sorted(names)]
 
 
