@@ -28,12 +28,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class _DuplicateKey(ValueError):
+    """A key given twice in one JSON object."""
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # A repeated key would let two parsers (a proxy's and ours) disagree on
     # the value; refuse it.
     document = dict(pairs)
     if len(document) != len(pairs):
-        raise ValueError("duplicate key")
+        raise _DuplicateKey("duplicate key")
     return document
 
 
@@ -57,7 +61,13 @@ def is_json_utf8(content_type: str | None) -> bool:
 
 def read_json_object(req: webob.Request) -> dict[str, Any]:
     """Return the request body as a JSON object, or raise the contract's error."""
-    if not is_json_utf8(req.environ.get("CONTENT_TYPE")):
+    content_type = req.environ.get("CONTENT_TYPE")
+    if not is_json_utf8(content_type):
+        if content_type and content_type.split(";")[0].strip().lower() == JSON:
+            # application/json in another charset ("utf8", "latin-1"): say that is the fault.
+            raise exception.UnsupportedMediaType(
+                "The request body must be application/json in UTF-8 (charset utf-8, or none)."
+            )
         raise exception.UnsupportedMediaType()
     # A compressed body is not UTF-8 JSON either: refused, never read as if plain.
     if req.environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() != "identity":
@@ -82,6 +92,10 @@ def read_json_object(req: webob.Request) -> dict[str, Any]:
         document = json.loads(
             text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant
         )
+    except _DuplicateKey:
+        # Valid JSON, refused by guard: "not valid UTF-8 JSON" sent the client hunting
+        # for an encoding error. The key is not named (it is the client's text).
+        raise exception.InvalidInput("The request body gives a key more than once.") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise exception.InvalidInput("The request body is not valid UTF-8 JSON.") from None
     if not isinstance(document, dict):
