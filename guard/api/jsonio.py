@@ -72,6 +72,11 @@ def read_json_object(req: webob.Request) -> dict[str, Any]:
     # A compressed body is not UTF-8 JSON either: refused, never read as if plain.
     if req.environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() != "identity":
         raise exception.UnsupportedMediaType("The request body must not be content-encoded.")
+    # gunicorn undoes "chunked" and hands on the rest ("gzip, chunked"): the body a proxy
+    # would read differs from the one read here. waitress refuses it before the app.
+    codings = req.environ.get("HTTP_TRANSFER_ENCODING", "").lower().split(",")
+    if any(coding.strip() not in ("", "chunked") for coding in codings):
+        raise exception.InvalidInput("Transfer-Encoding other than chunked is not supported.")
     limit = req.environ.get(ENV_MAX_BODY_SIZE, DEFAULT_MAX_BODY_SIZE)
     too_large = exception.TooLarge(f"The request body is larger than {limit} bytes.")
     if req.content_length is not None and req.content_length > limit:

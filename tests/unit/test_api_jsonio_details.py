@@ -55,3 +55,18 @@ def test_another_media_type_is_told_the_one_it_needs(content_type: str) -> None:
     with pytest.raises(exception.UnsupportedMediaType) as raised:
         jsonio.read_json_object(_request(BODY, content_type))
     assert raised.value.detail == "The request body must be application/json."
+
+
+@pytest.mark.parametrize("codings", ["gzip, chunked", "deflate,chunked", "chunked, chunked, br"])
+def test_a_transfer_coding_other_than_chunked_is_refused(codings: str) -> None:
+    request = _request(BODY, "application/json")
+    request.environ["HTTP_TRANSFER_ENCODING"] = codings
+    with pytest.raises(exception.InvalidInput) as raised:
+        jsonio.read_json_object(request)
+    assert raised.value.detail == "Transfer-Encoding other than chunked is not supported."
+
+
+def test_chunked_alone_is_read() -> None:
+    request = _request(BODY, "application/json")
+    request.environ["HTTP_TRANSFER_ENCODING"] = "Chunked"
+    assert jsonio.read_json_object(request)["project_id"] == "p1"
