@@ -150,9 +150,13 @@ def check_files(conf: cfg.ConfigOpts, paths: Sequence[str]) -> None:
                 continue
             for name in options:
                 if name not in known[group]:
+                    # [DEFAULT] connection, [oslo_middleware] disable_by_file_path: the right
+                    # name in the wrong section.
+                    home = sorted(g for g in CHECKED if g != group and name in known[g])
+                    hint = f" here (guard reads it in [{home[0]}])" if home else ""
+                    hint = hint or f"{_closest(name, known[group])}; correct or remove it"
                     raise UnknownOptionError(
-                        f"{path}: [{section}] {name} is not an option guard reads"
-                        f"{_closest(name, known[group])}; correct or remove it"
+                        f"{path}: [{section}] {name} is not an option guard reads{hint}"
                     )
 
 
