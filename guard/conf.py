@@ -218,7 +218,9 @@ def load(
     conf(argv, project=PROJECT, prog=PROJECT, version=version(), **defaults)
     check_secret_values(conf)
     confoptions.check_files(
-        conf, conffiles.files_read(config_files, config_dirs, project=PROJECT, search=search)
+        conf,
+        conffiles.files_read(config_files, config_dirs, project=PROJECT, search=search),
+        list_opts(),
     )
     confoptions.check_values(conf)
     return conf

@@ -131,10 +131,31 @@ def _section_problem(path: str, section: str) -> str | None:
     return None
 
 
-def check_files(conf: cfg.ConfigOpts, paths: Sequence[str]) -> None:
+def _single_valued(own: Sequence[tuple[str, Sequence[cfg.Opt]]]) -> set[tuple[str, str]]:
+    """(section, name) of the options a file sets once: a second line replaces the first."""
+    listed: list[tuple[str | None, Sequence[cfg.Opt]]] = [*oslo_policy_opts.list_opts()]
+    listed += oslo_log_options.list_opts()
+    listed += own
+    return {
+        pair
+        for group, opts in listed
+        for opt in opts
+        if not opt.multi
+        for pair in _names(opt, group or "DEFAULT")
+    }
+
+
+def check_files(
+    conf: cfg.ConfigOpts,
+    paths: Sequence[str],
+    own: Sequence[tuple[str, Sequence[cfg.Opt]]] = (),
+) -> None:
     """Raise :class:`UnknownOptionError` for the first option or section of ``paths`` guard
-    would ignore; ``conf`` has read them, so each parses."""
+    would ignore, or option set twice in one section of a file (``own``: guard's options,
+    with oslo.log's and oslo.policy's the ones whose repetition is checked); ``conf`` has
+    read them, so each parses."""
     known = known_options(conf)
+    single = _single_valued(own)
     for path in paths:
         sections: dict[str, dict[str, list[str]]] = {}
         cfg.ConfigParser(path, sections).parse()
@@ -157,6 +178,12 @@ def check_files(conf: cfg.ConfigOpts, paths: Sequence[str]) -> None:
                     hint = hint or f"{_closest(name, known[group])}; correct or remove it"
                     raise UnknownOptionError(
                         f"{path}: [{section}] {name} is not an option guard reads{hint}"
+                    )
+                if len(options[name]) > 1 and (group, name) in single:
+                    # oslo.config keeps the last line: an edit of the first did nothing.
+                    raise UnknownOptionError(
+                        f"{path}: [{section}] {name} is set {len(options[name])} times and only "
+                        "the last is read; keep one"
                     )
 
 

@@ -232,3 +232,28 @@ def test_an_auth_plugin_keystoneauth_does_not_have_is_refused(tmp_path: Path) ->
 def test_the_plugin_may_be_named_in_another_file(tmp_path: Path) -> None:
     """Its options are checked against every plugin's: api-paste.ini may name the plugin."""
     _load(tmp_path, "[keystone_authtoken]\napplication_credential_secret = s\nusername = u\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[oslo_policy]\npolicy_file = strict.yaml\npolicy_file = old.yaml\n", "policy_file"),
+        (
+            "[database]\nconnection = sqlite:///a\n\n[database]\nconnection = sqlite:///b\n",
+            "connection",
+        ),
+        ("[DEFAULT]\ndebug = true\ndebug = false\n", "debug"),
+    ],
+)
+def test_an_option_set_twice_in_a_file_is_refused(tmp_path: Path, text: str, named: str) -> None:
+    """oslo.config reads the last line: an operator who edited the first changed nothing."""
+    with pytest.raises(confoptions.UnknownOptionError, match=f"{named} is set 2 times"):
+        _load(tmp_path, text)
+
+
+def test_a_multi_valued_option_may_repeat_and_a_later_file_may_override(tmp_path: Path) -> None:
+    _load(tmp_path, "[oslo_policy]\npolicy_dirs = a.d\npolicy_dirs = b.d\n")
+    first, second = tmp_path / "a.conf", tmp_path / "b.conf"
+    first.write_text("[oslo_policy]\npolicy_file = a.yaml\n")
+    second.write_text("[oslo_policy]\npolicy_file = b.yaml\n")
+    guard_conf.load([str(first), str(second)])
