@@ -27,8 +27,9 @@ from typing import Any
 
 from oslo_config import cfg
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
-from guard import audit, authtoken, policy
+from guard import audit, authtoken, exception, policy
 from guard import conf as guard_conf
 from guard.api import healthcheck
 from guard.api.app import make_app
@@ -112,6 +113,8 @@ def build_services(
     if migrate:
         migration.upgrade(url)
     engine = db_api.create_engine(url, **pool_options(conf, url))
+    if not migrate:
+        _refuse_unknown_schema(engine, url)
     decision_log = audit.DecisionLog()
     enforcer.decision_log = decision_log
     return Services(
@@ -121,6 +124,32 @@ def build_services(
         decision_log=decision_log,
         repository=ConsumerRepository(engine, enforcer),
     )
+
+
+def _refuse_unknown_schema(engine: Engine, url: str) -> None:
+    """Raise ``MigrationError`` when the database holds alembic revisions guard does not know.
+
+    guard's tables have the names and columns of OpenStack Placement's
+    (``projects``, ``users``, ``consumer_types``, ``consumers``): a pipeline
+    loaded without migrating (PasteDeploy, guard.wsgi) on Placement's
+    database served, changed and deleted Placement's consumers, and only the
+    healthcheck said anything. Such a database (or one a newer guard
+    migrated, which ``guard serve`` already refuses) stops the load. One
+    that cannot be reached now is not refused: requests answer 503 until it
+    is back, as before; a SQLite file that does not exist is not created.
+    """
+    path = sqlitefile.database_path(url)
+    if path is not None and not path.exists():
+        return
+    try:
+        with engine.connect() as connection:
+            revisions = migration.current_heads(connection)
+    except (SQLAlchemyError, exception.Unavailable):
+        return
+    unknown = migration.unknown_revisions(revisions)
+    if unknown:
+        engine.dispose()
+        raise migration.MigrationError(migration.unknown_revision_help(unknown))
 
 
 @dataclass(frozen=True)

@@ -8,23 +8,34 @@ revision guard does not know: another application's, or a newer guard's.
 What the version table holds is repeated only when it has a revision id's
 shape. The foreign database is made by alembic itself (a real environment
 with one migration, Placement's first revision id), on a real SQLite file;
-real ``guard db`` processes.
+real ``guard db`` processes. guard's own tables have the names and columns
+of Placement's, and a pipeline loaded without migrating (PasteDeploy,
+guard.wsgi) on such a database served and deleted Placement's consumers: it
+now refuses to load.
 """
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
 import pytest
+import webtest
 from alembic import command
 from alembic.config import Config
+from paste.deploy import loadapp
 
+from guard.api.environ import identity_headers
+from guard.db import migration
 from tests.functional.processes import guard
 
 #: Placement's first alembic revision (placement/db/sqlalchemy/alembic/versions).
 PLACEMENT_REVISION = "b4ed3a175331"
 TIMEOUT = 120
+PASTE_INI = Path(__file__).resolve().parents[2] / "etc" / "guard" / "api-paste.ini"
+CONSUMER = "0b7c3a52-5c1e-4b7e-9a51-2f0d8e6b1a77"
+ADMIN = identity_headers("admin-user", "ops", ["admin", "member", "reader"])
 MIGRATION = '''"""Placement-like initial schema."""
 import sqlalchemy as sa
 from alembic import op
@@ -107,3 +118,57 @@ def test_a_version_that_is_not_a_revision_id_is_not_repeated(
         assert "alembic revision <not a revision id: not shown>, which this guard" in stderr
         assert revision not in stdout + stderr
     assert _contents(database) == before
+
+
+def _placement_shaped(tmp_path: Path) -> Path:
+    """guard's tables (Placement's names and columns) at Placement's revision, one row in."""
+    database = tmp_path / "placement.sqlite"
+    migration.upgrade(f"sqlite:///{database}")
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (PLACEMENT_REVISION,))
+        connection.execute("INSERT INTO projects (external_id) VALUES ('placement-project')")
+        connection.execute("INSERT INTO users (external_id) VALUES ('placement-user')")
+        connection.execute(
+            "INSERT INTO consumers (uuid, project_id, user_id, generation, created_at, "
+            "updated_at) VALUES (?, 1, 1, 3, '2026-01-01', '2026-01-01')",
+            (CONSUMER,),
+        )
+    return database
+
+
+@pytest.mark.usefixtures("isolated_install")
+def test_a_pipeline_loaded_on_placements_database_refuses_to_load(tmp_path: Path) -> None:
+    """Loading never migrates, and never serves another application's rows either.
+
+    It served them: GET /consumers listed Placement's consumer and DELETE removed it.
+    """
+    database = _placement_shaped(tmp_path)
+    before = _contents(database)
+    config = tmp_path / "guard.conf"
+    config.write_text(f"[database]\nconnection = sqlite:///{database}\n")
+    with pytest.raises(migration.MigrationError) as refused:
+        loadapp(f"config:{PASTE_INI}", name="trusted", global_conf={"config_file": str(config)})
+    assert f"alembic revision '{PLACEMENT_REVISION}', which this guard does not know" in str(
+        refused.value
+    )
+    assert _contents(database) == before
+
+
+@pytest.mark.usefixtures("isolated_install")
+def test_a_database_unreachable_at_load_still_loads(tmp_path: Path) -> None:
+    """The check reads the database only if it answers: one down at load is 503 till it is up."""
+    with socket.socket() as nowhere:
+        nowhere.bind(("127.0.0.1", 0))
+        port = nowhere.getsockname()[1]
+        config = tmp_path / "guard.conf"
+        config.write_text(
+            f"[database]\nconnection = postgresql+psycopg://guard:pw@127.0.0.1:{port}/guard\n"
+        )
+        app = webtest.TestApp(
+            loadapp(
+                f"config:{PASTE_INI}", name="trusted", global_conf={"config_file": str(config)}
+            )
+        )
+        response = app.get("/consumers", headers=ADMIN, status="*")
+    assert response.status_int == 503
+    assert response.json["errors"][0]["code"] == "guard.unavailable"
