@@ -31,6 +31,7 @@ from typing import Any
 from oslo_config import cfg
 from oslo_log import _options as oslo_log_options
 from oslo_log import log as oslo_log
+from oslo_log import versionutils
 from oslo_middleware import sizelimit
 from oslo_middleware.healthcheck import opts as healthcheck_opts
 
@@ -141,6 +142,9 @@ def set_log_sample_defaults() -> None:
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register guard's and oslo.log's options (with guard's defaults) on ``conf``."""
     oslo_log.register_options(conf)
+    # oslo.log's fatal_deprecations, in guard.conf.sample: known, so the sample's line loads
+    # (guard.confoptions refuses it set to true, which guard would not honour).
+    conf.register_opts(versionutils.deprecated_opts)
     for name, value in LOG_DEFAULTS.items():
         conf.set_default(name, value)
     conf.register_opts(database_opts, group="database")

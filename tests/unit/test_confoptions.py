@@ -257,3 +257,45 @@ def test_a_multi_valued_option_may_repeat_and_a_later_file_may_override(tmp_path
     first.write_text("[oslo_policy]\npolicy_file = a.yaml\n")
     second.write_text("[oslo_policy]\npolicy_file = b.yaml\n")
     guard_conf.load([str(first), str(second)])
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "etc" / "guard" / "guard.conf.sample"
+
+
+def _sample_lines() -> list[tuple[str, str]]:
+    """(section, 'name = value') of every option line of the shipped sample, uncommented."""
+    section, lines = "", []
+    for line in SAMPLE.read_text().splitlines():
+        if re.fullmatch(r"\[[^]]+\]", line):
+            section = line
+        elif re.fullmatch(r"#[a-z0-9_]+ = .*", line) and "<None>" not in line:
+            lines.append((section, line[1:]))
+    return lines
+
+
+def test_every_line_of_the_sample_uncommented_alone_loads(tmp_path: Path) -> None:
+    """An operator uncomments a line of guard.conf.sample: its default never stops the start."""
+    lines = _sample_lines()
+    assert len(lines) > 50  # the sample's options, read
+    refused = []
+    for section, line in lines:
+        try:
+            _load(tmp_path, f"{section}\n{line}\n")
+        except cfg.Error as error:
+            refused.append(f"{section} {line}: {error}")
+    assert refused == []
+
+
+def test_fatal_deprecations_true_is_refused_as_guard_does_not_honour_it(tmp_path: Path) -> None:
+    with pytest.raises(confoptions.UnknownOptionError, match="fatal_deprecations = true"):
+        _load(tmp_path, "[DEFAULT]\nfatal_deprecations = true\n")
+
+
+def test_listing_auth_plugins_logs_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """A plugin whose module cannot load (a SAML one without lxml) is no ERROR line on
+    every command of a guard.conf with [keystone_authtoken]."""
+    confoptions.keystone_names.cache_clear()
+    with caplog.at_level("DEBUG"):
+        _, plugins = confoptions.keystone_names()
+    assert "password" in plugins and "v3password" in plugins
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
