@@ -210,14 +210,27 @@ def _auth_protocol(app: WSGIApp, options: dict[str, Any]) -> Any:
     a ``[keystone_authtoken] password`` with a ``$`` in it raised
     ``NoSuchOptError`` naming the password's tail, which the start's
     traceback and its CRITICAL log line showed. The message names the group only.
+
+    Without ``delay_auth_decision`` (the paste line deleted, or set false)
+    auth_token answers a missing or rejected token itself, in its own JSON
+    (no ``errors``, code or request id), and a keystone it cannot reach with
+    webob's HTML 503: the contract's answers are guard's, so that is a
+    PipelineError too.
     """
     try:
-        return authtoken.AuthProtocol(app, options)
+        protocol = authtoken.AuthProtocol(app, options)
     except cfg.Error:
         raise PipelineError(
             "[keystone_authtoken]: a value cannot be read: a '$' in it is read by oslo.config "
             "as a reference to another option; write '$$' for a literal '$'"
         ) from None
+    if getattr(protocol, "_delay_auth_decision", None) is not True:
+        raise PipelineError(
+            "authtoken must pass undecided requests on to guard, which answers them in the "
+            "API's JSON: set delay_auth_decision = true in [filter:authtoken] of "
+            "api-paste.ini (as shipped) or in [keystone_authtoken]"
+        )
+    return protocol
 
 
 def _config_file(global_conf: dict[str, str], local_conf: dict[str, str]) -> str | None:

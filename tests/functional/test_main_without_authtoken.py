@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from paste.deploy import loadapp
 
 from guard.db import migration
+from guard.deploy import PipelineError
 from tests.functional.support import check_error
 from tests.functional.test_paste import PASTE_INI, write_guard_conf
 
@@ -159,3 +160,36 @@ def test_a_require_authtoken_that_is_not_a_boolean_refuses_to_load(
 
 def _answer(response: webtest.TestResponse) -> tuple[int, object, bytes]:
     return response.status_int, response.headers, response.body
+
+
+DELAY = "delay_auth_decision = true\n"
+
+
+@pytest.mark.parametrize("line", ["delay_auth_decision = false\n", ""], ids=["false", "deleted"])
+def test_authtoken_deciding_itself_refuses_to_load(
+    tmp_path: Path, sqlite_url: str, line: str
+) -> None:
+    """auth_token would answer 401s in its own JSON ({"error": ...}), a keystone down in HTML."""
+    text = PASTE_INI.read_text()
+    assert DELAY in text
+    with pytest.raises(PipelineError, match="set delay_auth_decision = true"):
+        _load(
+            tmp_path,
+            sqlite_url,
+            SHIPPED.removeprefix("pipeline = "),
+            text=text.replace(DELAY, line),
+        )
+
+
+def test_delay_auth_decision_in_guard_conf_is_enough(tmp_path: Path, sqlite_url: str) -> None:
+    text = PASTE_INI.read_text().replace(DELAY, "")
+    config = write_guard_conf(tmp_path, sqlite_url)
+    config.write_text(config.read_text() + DELAY)  # [keystone_authtoken] is its last section
+    migration.upgrade(sqlite_url)
+    ini = tmp_path / "api-paste.ini"
+    ini.write_text(text)
+    app = webtest.TestApp(
+        loadapp(f"config:{ini}", name="main", global_conf={"config_file": str(config)})
+    )
+    response = app.get("/consumers", headers=FORGED, status="*")
+    check_error(response.status_int, response.headers, response.body, 401, "guard.unauthorized")
