@@ -191,11 +191,12 @@ def check_files(
                     raise UnknownOptionError(
                         f"{path}: [{section}] {name} is not an option guard reads{hint}"
                     )
-                if len(options[name]) > 1 and (group, name) in single:
+                if len(set(options[name])) > 1 and (group, name) in single:
                     # oslo.config keeps the last line: an edit of the first did nothing.
+                    # The same value twice (a line appended again) changes nothing: read.
                     raise UnknownOptionError(
-                        f"{path}: [{section}] {name} is set {len(options[name])} times and only "
-                        "the last is read; keep one"
+                        f"{path}: [{section}] {name} is set {len(options[name])} times to "
+                        "different values and only the last is read; keep one"
                     )
 
 

@@ -251,6 +251,13 @@ def test_an_option_set_twice_in_a_file_is_refused(tmp_path: Path, text: str, nam
         _load(tmp_path, text)
 
 
+def test_an_option_set_twice_to_the_same_value_loads(tmp_path: Path) -> None:
+    """Nothing an operator edited is lost: the line appended again (a deployment tool run
+    twice, a fragment pasted twice) is harmless, and refusing the start over it is not."""
+    _load(tmp_path, "[DEFAULT]\ndebug = true\ndebug = true\n[oslo_policy]\npolicy_file = a.yaml\n")
+    _load(tmp_path, "[oslo_policy]\npolicy_file = a.yaml\n\n[oslo_policy]\npolicy_file = a.yaml\n")
+
+
 def test_a_multi_valued_option_may_repeat_and_a_later_file_may_override(tmp_path: Path) -> None:
     _load(tmp_path, "[oslo_policy]\npolicy_dirs = a.d\npolicy_dirs = b.d\n")
     first, second = tmp_path / "a.conf", tmp_path / "b.conf"
