@@ -137,11 +137,13 @@ def authenticates_below(application: object) -> bool:
 def check_authtoken_above(application: object) -> None:
     """Refuse a pipeline whose guard filter requires authtoken and has none above it.
 
-    Called by guard's own filters as they wrap ``application`` (the rest of
-    the pipeline, built before them): a ``guard`` filter found with
-    ``require_authtoken`` before any auth_token is a pipeline an operator
-    took authtoken out of. A pipeline with none of guard's filters above the
-    guard filter is refused request by request instead (:func:`ran`).
+    Called by guard's ``request_id`` filter, the pipeline's first, as it wraps
+    ``application`` (the rest of the pipeline, built before it): a ``guard``
+    filter found with ``require_authtoken`` before any auth_token is a
+    pipeline an operator took authtoken out of. Not by ``sizelimit``, which
+    may sit below authtoken (``request_id authtoken sizelimit guard``) and
+    cannot see it. A pipeline without ``request_id`` above the guard filter
+    is refused request by request instead (:func:`ran`).
     """
     for node in _below(application):
         if _is_auth_token(node):

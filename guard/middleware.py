@@ -417,7 +417,8 @@ class SizeLimit(sizelimit.RequestBodySizeLimiter):
     def __init__(
         self, application: WSGIApp | None, conf: cfg.ConfigOpts | dict[str, str] | None = None
     ) -> None:
-        authtoken.check_authtoken_above(application)
+        # No authtoken check here (RequestId's): below authtoken, as in
+        # 'request_id authtoken sizelimit guard consumers', this filter cannot see it above.
         super().__init__(application, conf)
         # Read once: oslo's _conf_get re-applies a paste value per request.
         self.max_size: int = self._conf_get("max_request_body_size")

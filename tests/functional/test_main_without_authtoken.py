@@ -57,7 +57,6 @@ def _load(
     "pipeline",
     [
         "request_id sizelimit guard consumers",
-        "sizelimit guard consumers",
         "request_id guard consumers",
     ],
 )
@@ -68,10 +67,11 @@ def test_main_without_authtoken_refuses_to_load(
         _load(tmp_path, sqlite_url, pipeline)
 
 
-def test_main_without_any_filter_above_guard_refuses_every_request_and_says_so_once(
-    tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("pipeline", ["guard consumers", "sizelimit guard consumers"])
+def test_main_without_request_id_above_guard_refuses_every_request_and_says_so_once(
+    tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture, pipeline: str
 ) -> None:
-    app = _load(tmp_path, sqlite_url, "guard consumers")
+    app = _load(tmp_path, sqlite_url, pipeline)
     with caplog.at_level(logging.INFO):
         for path in ("/consumers", "/consumers?project_id=forged-project", "/", "/healthcheck"):
             response = app.get(path, headers=FORGED, status="*")
@@ -134,6 +134,16 @@ def test_no_forged_identity_gets_an_answer_from_main_without_authtoken(
             )
 
     check()
+
+
+def test_authtoken_above_sizelimit_loads_and_authenticates(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """authtoken is in front of guard, with guard's sizelimit between: not 'has none'."""
+    main = _load(tmp_path, sqlite_url, "request_id authtoken sizelimit guard consumers")
+    check_error(
+        *_answer(main.get("/consumers", headers=FORGED, status="*")), 401, "guard.unauthorized"
+    )
 
 
 def test_the_shipped_main_and_trusted_pipelines_still_load(
