@@ -198,6 +198,8 @@ def check_uwsgi(has_threads: bool, options: Mapping[str, Any]) -> None:
             "uWSGI runs no Python thread here, and guard's decision log is written by a "
             "thread: add --enable-threads (enable-threads = true in an ini file)"
         )
+    if isinstance(flag, str):
+        flag = flag.lower()  # uWSGI reads 'True' and 'ON' as true (ini files written by hand)
     if flag not in (True, "true", "1", "yes", "on"):
         raise deploy.PipelineError(
             "uWSGI's request log prints each request's path, raw consumer ids included: add "

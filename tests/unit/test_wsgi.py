@@ -137,6 +137,9 @@ def test_the_module_has_no_other_attribute() -> None:
         (True, {"disable-logging": True}, None),  # --disable-logging on the command line
         (True, {"disable-logging": b"true"}, None),  # disable-logging = true in an ini file
         (True, {"disable-logging": [b"false", b"on"]}, None),  # given twice: the last counts
+        (True, {"disable-logging": b"True"}, None),  # uWSGI reads its words in any case
+        (True, {"disable-logging": b"YES"}, None),
+        (True, {"disable-logging": b"Off"}, "add --disable-logging"),
         (False, {"disable-logging": True}, "add --enable-threads"),
         (True, {}, "add --disable-logging"),
         (True, {"disable-logging": b"false"}, "add --disable-logging"),
