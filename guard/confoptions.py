@@ -48,6 +48,21 @@ _TOLERATED = {
     "oslo_middleware": {"enable_proxy_headers_parsing"},
 }
 
+#: oslo.db's ``[database]`` options (and old names of them) that guard's own ``[database]``
+#: does not have: OpenStack services share oslo.db's, so an operator writes them from
+#: habit (kolla and devstack set ``max_retries``, ``connection_recycle_time``), and the
+#: closest of guard's names ("did you mean connection?") would send them the wrong way.
+OSLO_DB_OPTIONS = frozenset(
+    {
+        "backend", "slave_connection", "asyncio_connection", "asyncio_slave_connection",
+        "connection_parameters", "connection_recycle_time", "idle_timeout", "min_pool_size",
+        "max_retries", "retry_interval", "connection_debug", "connection_trace",
+        "use_db_reconnect", "db_retry_interval", "db_inc_retry_interval",
+        "db_max_retry_interval", "db_max_retries", "mysql_sql_mode", "mysql_wsrep_sync_wait",
+        "mysql_enable_ndb", "sqlite_synchronous", "sqlite_db", "use_tpool",
+    }
+)  # fmt: skip
+
 
 class UnknownOptionError(cfg.Error):
     """A configuration file names an option or section guard does not know."""
@@ -187,6 +202,11 @@ def check_files(
                     # name in the wrong section.
                     home = sorted(g for g in CHECKED if g != group and name in known[g])
                     hint = f" here (guard reads it in [{home[0]}])" if home else ""
+                    if not hint and group == "database" and name in OSLO_DB_OPTIONS:
+                        hint = (
+                            ": it is oslo.db's, which guard does not use (its [database] takes "
+                            f"{', '.join(sorted(known[group]))}); remove it"
+                        )
                     hint = hint or f"{_closest(name, known[group])}; correct or remove it"
                     raise UnknownOptionError(
                         f"{path}: [{section}] {name} is not an option guard reads{hint}"

@@ -84,6 +84,19 @@ def test_an_option_guard_would_ignore_is_refused_by_name(
     assert SECRET not in message  # a value may be a password
 
 
+@pytest.mark.parametrize(
+    "name", ["connection_recycle_time", "slave_connection", "min_pool_size", "max_retries"]
+)
+def test_an_oslo_db_option_is_named_as_oslo_db_s_not_as_a_typo(tmp_path: Path, name: str) -> None:
+    """Not 'did you mean connection?': the operator would write a second connection line."""
+    with pytest.raises(confoptions.UnknownOptionError) as raised:
+        _load(tmp_path, f"[database]\nconnection = sqlite://\n{name} = 10\n")
+    message = str(raised.value)
+    assert f"[database] {name} is not an option guard reads: it is oslo.db's" in message
+    assert "did you mean" not in message and "remove it" in message
+    assert "connection, max_overflow, max_pool_size, pool_timeout" in message
+
+
 def test_what_guard_reads_loads(tmp_path: Path) -> None:
     _load(
         tmp_path,
