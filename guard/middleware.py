@@ -469,6 +469,14 @@ def filter_factory(global_conf: dict[str, str], **local_conf: str) -> Callable[.
     the filter's own section: the ``main`` pipeline's) makes the filter
     refuse every request that keystonemiddleware's auth_token did not pass on.
     """
+    # A mistyped key (require_authtokn) was dropped without a word: the main
+    # pipeline's check that authtoken is in front of guard quietly off.
+    unknown = sorted(set(local_conf) - {"config_file", "require_authtoken"})
+    if unknown:
+        raise ValueError(
+            f"the guard filter does not take {', '.join(unknown)}: "
+            "its options are config_file and require_authtoken"
+        )
     config_file = local_conf.get("config_file") or global_conf.get("config_file")
     require = authtoken.required(local_conf)
     paste_conf(config_file)
