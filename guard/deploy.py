@@ -262,8 +262,13 @@ def app_factory(global_conf: dict[str, str], **local_conf: str) -> WSGIApp:
     """PasteDeploy factory of the consumers API (``[app:consumers]``).
 
     ``config_file`` (in the section or ``[DEFAULT]``) names the guard.conf
-    with the database URL and the policy options.
+    with the database URL and the policy options; any other key of the section
+    (``config_flie``: the default guard.conf read instead, without a word) stops
+    the load.
     """
+    if set(local_conf) - {"config_file"}:
+        unknown = ", ".join(sorted(set(local_conf) - {"config_file"}))
+        raise ValueError(f"the consumers app does not take {unknown}: its option is config_file")
     return build_api(shared_services(_config_file(global_conf, local_conf)))
 
 

@@ -1,4 +1,4 @@
-"""A mistyped option in the guard filter's api-paste.ini section stops the pipeline's load.
+"""A mistyped option in guard's api-paste.ini sections stops the pipeline's load.
 
 PasteDeploy hands a filter its section's keys and the factory read the two it
 knows: ``require_authtokn = true`` (a typo) left main's check that authtoken
@@ -21,13 +21,24 @@ pytestmark = pytest.mark.usefixtures("isolated_install")
 @pytest.mark.parametrize(
     ("shipped", "typo", "name", "word"),
     [
-        ("require_authtoken = true", "require_authtokn = true", "main", "require_authtokn"),
+        (
+            "require_authtoken = true",
+            "require_authtokn = true",
+            "main",
+            "the guard filter does not take require_authtokn",
+        ),
         (
             "paste.filter_factory = guard.middleware:filter_factory\n\n[app:consumers]",
             "paste.filter_factory = guard.middleware:filter_factory\nconfig_flie = x\n\n"
             "[app:consumers]",
             "trusted",
-            "config_flie",
+            "the guard filter does not take config_flie",
+        ),
+        (
+            "paste.app_factory = guard.deploy:app_factory",
+            "paste.app_factory = guard.deploy:app_factory\nconfig_flie = x",
+            "trusted",
+            "the consumers app does not take config_flie",
         ),
     ],
 )
@@ -39,5 +50,5 @@ def test_a_mistyped_filter_option_is_refused(
     ini = tmp_path / "api-paste.ini"
     ini.write_text(text.replace(shipped, typo))
     config = write_guard_conf(tmp_path, sqlite_url)
-    with pytest.raises(ValueError, match=f"the guard filter does not take {word}"):
+    with pytest.raises(ValueError, match=word):
         loadapp(f"config:{ini}", name=name, global_conf={"config_file": str(config)})
