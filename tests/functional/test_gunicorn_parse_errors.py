@@ -123,7 +123,11 @@ def start(tmp_path: Path, launcher: str) -> tuple[subprocess.Popen[bytes], Path,
         except OSError:
             return False
 
-    wait_for(serving, timeout=60)
+    try:
+        wait_for(serving, timeout=60)
+    except BaseException:  # never serving (or died): stopped, not left running on the port
+        stop(process)
+        raise
     return process, log_file, port
 
 
