@@ -285,21 +285,40 @@ def _deepest_origin(
 def _allows_everyone(
     check: _checks.BaseCheck, rules: Mapping[str, _checks.BaseCheck], memo: dict[str, bool]
 ) -> bool:
-    """Whether ``check`` allows any caller on any target (``""``, ``@``, through references).
+    """Whether ``check`` allows any caller on any target (``""``, ``@``, ``not !``, through
+    references; ``memo``: rule name -> whether it does).
 
     Recursive: called only on rule sets whose depth was checked.
     """
+    return _always(check, rules, {True: memo, False: {}}, True)
+
+
+def _always(
+    check: _checks.BaseCheck,
+    rules: Mapping[str, _checks.BaseCheck],
+    memos: dict[bool, dict[str, bool]],
+    value: bool,
+) -> bool:
+    """Whether ``check`` is ``value`` for every caller and target, as far as its form tells.
+
+    ``not`` flips what is asked of its operand: ``not !`` allows everyone as
+    ``@`` does, and validate said nothing of it on a write rule.
+    """
     kind = type(check)
     if kind is _checks.TrueCheck:
-        return True
+        return value
+    if kind is _checks.FalseCheck:
+        return not value
+    if isinstance(check, _checks.NotCheck):
+        return _always(check.rule, rules, memos, not value)
     if isinstance(check, (_checks.OrCheck, _checks.AndCheck)):
-        combine = any if kind is _checks.OrCheck else all
-        return combine(_allows_everyone(child, rules, memo) for child in check.rules)
+        combine = any if (kind is _checks.OrCheck) == value else all
+        return combine(_always(child, rules, memos, value) for child in check.rules)
     if isinstance(check, _checks.RuleCheck) and check.match in rules:
-        name = check.match
+        name, memo = check.match, memos[value]
         if name not in memo:
-            memo[name] = False  # a cycle allows nothing
-            memo[name] = _allows_everyone(rules[name], rules, memo)
+            memo[name] = False  # a cycle proves nothing
+            memo[name] = _always(rules[name], rules, memos, value)
         return memo[name]
     return False
 

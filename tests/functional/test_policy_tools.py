@@ -108,6 +108,27 @@ def test_a_typo_of_a_rule_name_names_the_rule_left_at_its_default(tmp_path, caps
     ]
 
 
+@pytest.mark.parametrize(
+    ("check", "warned"),
+    [
+        ("not !", True),
+        ("role:admin or not (role:x and !)", True),
+        ("not (not @)", True),
+        ("not role:reader", False),
+        ("not @", False),
+        ("role:admin and not !", False),
+    ],
+)
+def test_a_write_rule_that_allows_everyone_through_not_is_warned_about(
+    tmp_path, capsys, check, warned
+):
+    path = tmp_path / "policy.yaml"
+    path.write_text(f'"guard:consumers:delete": "{check}"\n')
+    assert main(["policy", "validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert ("a write rule that allows everyone" in out) is warned, out
+
+
 def test_sample_prints_the_shipped_file(capsys):
     assert main(["policy", "sample"]) == 0
     assert capsys.readouterr().out == SHIPPED.read_text()
