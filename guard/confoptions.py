@@ -207,6 +207,12 @@ def check_files(
                             ": it is oslo.db's, which guard does not use (its [database] takes "
                             f"{', '.join(sorted(known[group]))}); remove it"
                         )
+                    if not hint and (group, name) == ("api", "auth_strategy"):
+                        # Placement's switch between keystone and noauth2: guard's is another.
+                        hint = (
+                            ": guard's is [guard] pipeline (main: keystonemiddleware checks each "
+                            "token; trusted: a proxy's identity headers are believed)"
+                        )
                     hint = hint or f"{_closest(name, known[group])}; correct or remove it"
                     raise UnknownOptionError(
                         f"{path}: [{section}] {name} is not an option guard reads{hint}"

@@ -45,6 +45,7 @@ def _load(tmp_path: Path, text: str) -> None:
         ("[healthcheck]\ndisable_by_file = /x\n", "[healthcheck] disable_by_file", ""),
         ("[oslo_middleware]\nmax_request_body = 9\n", "[oslo_middleware] max_request_body", ""),
         ("[default]\ndebug = true\n", "section [default]", "[DEFAULT]"),
+        ("[api]\nauth_strategy = noauth2\n", "[api] auth_strategy", "[guard] pipeline"),
         ("[DEFAULT]\nconnection = sqlite://\n", "[DEFAULT] connection", "in [database]"),
         ("[DEFAULT]\npolicy_file = p.yaml\n", "[DEFAULT] policy_file", "in [oslo_policy]"),
         ("[guard]\ndebug = true\n", "[guard] debug", "in [DEFAULT]"),
