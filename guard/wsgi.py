@@ -189,22 +189,48 @@ def check_uwsgi(has_threads: bool, options: Mapping[str, Any]) -> None:
       ``has_threads`` is 1 without the option.)
     * No ``disable-logging``: uWSGI logs every request's path, raw consumer
       uuids included (guard's own access line is redacted).
+    * One of uWSGI's conditional request logs on (``log-4xx``: every 404 of a
+      consumer; ``log-zero``: every 204 of a DELETE; ``log-5xx``,
+      ``log-slow``, ``log-big``, ``log-sendfile``): uWSGI logs those
+      requests' paths in spite of ``disable-logging``.
     """
-    flag = options.get("disable-logging")
-    flag = flag[-1] if isinstance(flag, list) and flag else flag
-    flag = flag.decode() if isinstance(flag, bytes) else flag
     if not has_threads:
         raise deploy.PipelineError(
             "uWSGI runs no Python thread here, and guard's decision log is written by a "
             "thread: add --enable-threads (enable-threads = true in an ini file)"
         )
-    if isinstance(flag, str):
-        flag = flag.lower()  # uWSGI reads 'True' and 'ON' as true (ini files written by hand)
-    if flag not in (True, "true", "1", "yes", "on"):
+    if _uwsgi_value(options, "disable-logging") not in (True, "true", "1", "yes", "on"):
         raise deploy.PipelineError(
             "uWSGI's request log prints each request's path, raw consumer ids included: add "
             "--disable-logging (disable-logging = true); guard logs each request, redacted"
         )
+    for name in _CONDITIONAL_REQUEST_LOGS:
+        if _uwsgi_value(options, name) not in (None, "", "0", "false", "off", "no"):
+            raise deploy.PipelineError(
+                f"uWSGI's --{name} logs the paths of the requests it selects, raw consumer ids "
+                f"included, even with --disable-logging: remove {name}; guard logs each "
+                "request, redacted"
+            )
+
+
+#: uWSGI's options that log a request's line whatever ``disable-logging`` says.
+_CONDITIONAL_REQUEST_LOGS = (
+    "log-4xx",
+    "log-5xx",
+    "log-zero",
+    "log-slow",
+    "log-big",
+    "log-sendfile",
+)
+
+
+def _uwsgi_value(options: Mapping[str, Any], name: str) -> object:
+    """An option of ``uwsgi.opt`` as text in lower case (True for a bare flag), the last
+    one given when it is repeated; None when not given. uWSGI reads 'True' and 'ON' as true."""
+    value = options.get(name)
+    value = value[-1] if isinstance(value, list) and value else value
+    value = value.decode() if isinstance(value, bytes) else value
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 if "uwsgi" in sys.modules:

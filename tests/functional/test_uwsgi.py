@@ -138,6 +138,21 @@ def test_uwsgi_logging_requests_does_not_start(uwsgi_binary: Path, tmp_path: Pat
     assert "add --disable-logging" in log_file.read_text(errors="replace")
 
 
+def test_uwsgi_logging_4xx_in_spite_of_disable_logging_does_not_start(
+    uwsgi_binary: Path, tmp_path: Path
+) -> None:
+    """--log-4xx logs every 404 of GET /consumers/{uuid}, raw uuid and all, though
+    --disable-logging is on (uWSGI 2.0.30): guard refused the uuid-free start only."""
+    process, log_file = start(uwsgi_binary, tmp_path, free_port(), *DOCUMENTED, "--log-4xx")
+    try:
+        process.wait(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        stop(process)
+        pytest.fail("uWSGI went on serving: " + log_file.read_text(errors="replace")[-3000:])
+    assert process.returncode != 0
+    assert "remove log-4xx" in log_file.read_text(errors="replace")
+
+
 def test_without_enable_threads_decisions_are_written_or_the_start_refused(
     uwsgi_binary: Path, tmp_path: Path
 ) -> None:

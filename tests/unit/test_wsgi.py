@@ -140,6 +140,13 @@ def test_the_module_has_no_other_attribute() -> None:
         (True, {"disable-logging": b"True"}, None),  # uWSGI reads its words in any case
         (True, {"disable-logging": b"YES"}, None),
         (True, {"disable-logging": b"Off"}, "add --disable-logging"),
+        # uWSGI logs these requests' lines in spite of disable-logging (uWSGI 2.0.30: a 404
+        # of GET /consumers/{uuid} under --disable-logging --log-4xx, raw uuid in its log).
+        (True, {"disable-logging": True, "log-4xx": True}, "remove log-4xx"),
+        (True, {"disable-logging": True, "log-zero": b"true"}, "remove log-zero"),
+        (True, {"disable-logging": True, "log-big": b"1"}, "remove log-big"),
+        (True, {"disable-logging": True, "log-5xx": b"True"}, "remove log-5xx"),
+        (True, {"disable-logging": True, "log-slow": b"0", "log-4xx": b"false"}, None),
         (False, {"disable-logging": True}, "add --enable-threads"),
         (True, {}, "add --disable-logging"),
         (True, {"disable-logging": b"false"}, "add --disable-logging"),
