@@ -122,8 +122,10 @@ class KeystoneStub:
             "project_name = service\n"
             "user_domain_id = default\n"
             "project_domain_id = default\n"
-            # A keystone in trouble answers within a second, without retries.
-            "http_connect_timeout = 1\n"
+            # A keystone that hangs is given up on after 3 s, without retries:
+            # long enough that the stub, answering from a thread of a busy test
+            # process, is never mistaken for a hung keystone.
+            "http_connect_timeout = 3\n"
             "http_request_max_retries = 0\n"
             "service_token_roles_required = true\n"
         )
