@@ -16,6 +16,7 @@ elsewhere it skips it.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,15 @@ from tests.fixtures.pgcluster import PostgresCluster, PostgresUnavailable
 
 # Every test runs under the log leak detector (autouse fixture `log_leaks`).
 pytest_plugins = ["tests.fixtures.logleak"]
+
+# A suite started in the background by a script (``make test &``, a CI runner's
+# shell) has SIGINT ignored, and an ignored signal stays ignored across exec:
+# every ``guard serve`` the tests stop with SIGINT, as an operator's Ctrl-C
+# would, then ran on until its test's timeout killed it. A handled signal is
+# reset to the default at exec, so the servers the tests start get Python's
+# own KeyboardInterrupt again.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: The databases guard supports, each tested against a real server.
 BACKENDS = ("sqlite", "postgresql", "mariadb")

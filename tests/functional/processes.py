@@ -79,9 +79,18 @@ def serving_url(process: subprocess.Popen[str]) -> str:
 
 
 def stop(process: subprocess.Popen[str]) -> str:
-    """Ctrl-C ``process``, wait for it, and return its stderr."""
+    """Ctrl-C ``process``, wait for it, and return its stderr.
+
+    A process still running 30 s later is killed (never left behind to hold
+    its port and files) and the test fails.
+    """
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail("guard did not stop within 30 s of SIGINT")
     return stderr
 
 
