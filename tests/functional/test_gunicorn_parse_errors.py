@@ -13,7 +13,6 @@ import re
 import socket
 import string
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.functional.test_production import free_port, migrate, start_gunicorn, stop, wait_for
+from tests.functional.test_production import (
+    free_port,
+    migrate,
+    start_guard_serve,
+    start_gunicorn,
+    stop,
+    wait_for,
+)
 
 REQUEST_ID = re.compile(r"req-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 RAW_ID = "7d3c1a52-5c1e-4b7e-9a51-2f0d8e6b1a01"
@@ -108,13 +114,7 @@ def start(tmp_path: Path, launcher: str) -> tuple[subprocess.Popen[bytes], Path,
     if launcher == "gunicorn":
         process, log_file = start_gunicorn(tmp_path, config_file, port, workers=1)
     else:
-        log_file = tmp_path / "serve.log"
-        with log_file.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "guard", "serve", "--workers", "1", "--port", str(port),
-                 "--pipeline", "trusted", "--config-file", str(config_file)],
-                cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        process, log_file = start_guard_serve(tmp_path, config_file, port)
 
     def serving() -> bool:
         assert process.poll() is None, log_file.read_text(errors="replace")[-3000:]

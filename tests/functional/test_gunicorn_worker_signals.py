@@ -12,8 +12,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +20,14 @@ import pytest
 
 from guard.api.environ import identity_headers
 from tests.functional.test_decision_log import audit_lines
-from tests.functional.test_production import free_port, migrate, start_gunicorn, stop, wait_for
+from tests.functional.test_production import (
+    free_port,
+    migrate,
+    start_guard_serve,
+    start_gunicorn,
+    stop,
+    wait_for,
+)
 
 READS = 20
 READER = identity_headers("worker-hup-user", "worker-hup-project", ["reader"])
@@ -54,18 +59,6 @@ def get(port: int, path: str, headers: dict[str, str]) -> int:
         return 0
     finally:
         conn.close()
-
-
-def start_guard_serve(tmp_path: Path, config_file: Path, port: int):
-    """``guard serve --workers 1``: gunicorn embedded, with guard.gunicorn_conf's settings."""
-    log_file = tmp_path / "serve.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "guard", "serve", "--workers", "1", "--port", str(port),
-             "--pipeline", "trusted", "--config-file", str(config_file)],
-            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    return process, log_file
 
 
 @pytest.mark.parametrize("launcher", ["gunicorn", "guard serve"])

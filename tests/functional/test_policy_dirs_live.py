@@ -16,14 +16,12 @@ there, drops its rules within 3 s, so the poller can tell.
 from __future__ import annotations
 
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.functional.processes import guard_serve, read_until_serving
-from tests.functional.test_policy_live import HOLD, STRICT, Poller, health
+from tests.functional.processes import guard_serve
+from tests.functional.test_policy_live import HOLD, STRICT, health, polled
 
 # Still admin-only for show and list (auditors may show too): a new revision.
 STRICT_NEW = (
@@ -67,16 +65,7 @@ def test_the_defaults_are_never_seen_while_policy_d_is_gone(tmp_path: Path) -> N
     config.write_text("[oslo_policy]\npolicy_dirs = policy.d\n")
     policy_d = _policy_d(tmp_path, "policy.d", STRICT)
     process = guard_serve(tmp_path, "--demo", "--port", "0", "--config-file", str(config))
-    stderr: list[str] = []
-    # The access log fills a pipe in seconds: read it as it comes.
-    drain = threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True)
-    drain.start()
-    poller = None
-    try:
-        base = read_until_serving(process)[-1].split()[2]
-        poller = Poller(base)
-        poller.start()
-        time.sleep(1)
+    with polled(process) as (base, poller, stderr):
         revision = health(base)["revision"]
         problems = []
 
@@ -103,13 +92,6 @@ def test_the_defaults_are_never_seen_while_policy_d_is_gone(tmp_path: Path) -> N
         (policy_d / "10-strict.yaml").unlink()  # the directory stays: the defaults apply
         written = time.monotonic()
         time.sleep(3.5)
-    finally:
-        if poller is not None:
-            poller.stop.set()
-            poller.join(timeout=30)
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-        drain.join(timeout=30)
     before = [(shown, listed) for at, shown, listed in poller.seen if at < written]
     after = [(at, shown, listed) for at, shown, listed in poller.seen if at >= written]
     assert len(before) > 150, "the reader was not polling"

@@ -12,11 +12,14 @@ within 3 s, so the poller can tell.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from guard.testing import http
@@ -47,6 +50,33 @@ class Poller(threading.Thread):
             time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def polled(process: subprocess.Popen[str]) -> Iterator[tuple[str, Poller, list[str]]]:
+    """A started ``guard serve``'s base URL, a running :class:`Poller` and its stderr lines.
+
+    Its stderr is read as it comes (the access log fills a pipe in seconds).
+    On the way out the poller and the server are stopped (SIGINT) and the
+    stderr read to its end, so the caller asserts on all of it afterwards.
+    """
+    stderr: list[str] = []
+    drain = threading.Thread(target=lambda: stderr.extend(process.stderr or ()), daemon=True)
+    drain.start()
+    poller = None
+    try:
+        base = read_until_serving(process)[-1].split()[2]
+        poller = Poller(base)
+        poller.start()
+        time.sleep(1)
+        yield base, poller, stderr
+    finally:
+        if poller is not None:
+            poller.stop.set()
+            poller.join(timeout=30)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        drain.join(timeout=30)
+
+
 def health(base: str) -> dict:
     status, _, body = http("GET", f"{base}/healthcheck", ADMIN)
     assert status == 200
@@ -57,16 +87,7 @@ def test_the_defaults_are_never_seen_while_the_file_is_mishandled(tmp_path: Path
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(STRICT)
     process = guard_serve(tmp_path, "--demo", "--port", "0", "--policy-file", str(policy_file))
-    stderr: list[str] = []
-    # The access log fills a pipe in seconds: read it as it comes.
-    drain = threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True)
-    drain.start()
-    poller = None
-    try:
-        base = read_until_serving(process)[-1].split()[2]
-        poller = Poller(base)
-        poller.start()
-        time.sleep(1)
+    with polled(process) as (base, poller, stderr):
         revision = health(base)["revision"]
         problems = []
 
@@ -108,13 +129,6 @@ def test_the_defaults_are_never_seen_while_the_file_is_mishandled(tmp_path: Path
         policy_file.write_text("{}\n")  # the operator asks for the defaults
         written = time.monotonic()
         time.sleep(3.5)
-    finally:
-        if poller is not None:
-            poller.stop.set()
-            poller.join(timeout=30)
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-        drain.join(timeout=30)
     before = [(shown, listed) for at, shown, listed in poller.seen if at < written]
     after = [(at, shown, listed) for at, shown, listed in poller.seen if at >= written]
     assert len(before) > 200, "the reader was not polling"

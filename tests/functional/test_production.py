@@ -109,6 +109,18 @@ def start_gunicorn(tmp_path: Path, config_file: Path, port: int, workers: int):
     return process, log_file
 
 
+def start_guard_serve(tmp_path: Path, config_file: Path, port: int):
+    """``guard serve --workers 1``: gunicorn embedded, with guard.gunicorn_conf's settings."""
+    log_file = tmp_path / "serve.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "guard", "serve", "--workers", "1", "--port", str(port),
+             "--pipeline", "trusted", "--config-file", str(config_file)],
+            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return process, log_file
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM gunicorn's master and wait for it.
 
