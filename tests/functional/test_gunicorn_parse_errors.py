@@ -21,10 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.functional.test_production import (
-    free_port,
-    migrate,
-    start_guard_serve,
-    start_gunicorn,
+    launch_on_sqlite,
     stop,
     wait_for,
 )
@@ -104,17 +101,7 @@ def assert_contract_error(status: int, headers: dict[str, str], body: bytes) -> 
 
 def start(tmp_path: Path, launcher: str) -> tuple[subprocess.Popen[bytes], Path, int]:
     """A guard on a migrated SQLite file under ``launcher``, serving; (process, log, port)."""
-    database = f"sqlite:///{tmp_path / 'guard.sqlite'}"
-    migrate(database)
-    config_file = tmp_path / "guard.conf"
-    config_file.write_text(
-        f"[database]\nconnection = {database}\n[guard]\nfingerprint_key = parse-errors-key\n"
-    )
-    port = free_port()
-    if launcher == "gunicorn":
-        process, log_file = start_gunicorn(tmp_path, config_file, port, workers=1)
-    else:
-        process, log_file = start_guard_serve(tmp_path, config_file, port)
+    process, log_file, port = launch_on_sqlite(tmp_path, launcher, "parse-errors-key")
 
     def serving() -> bool:
         assert process.poll() is None, log_file.read_text(errors="replace")[-3000:]

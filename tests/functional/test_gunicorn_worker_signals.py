@@ -21,10 +21,7 @@ import pytest
 from guard.api.environ import identity_headers
 from tests.functional.test_decision_log import audit_lines
 from tests.functional.test_production import (
-    free_port,
-    migrate,
-    start_guard_serve,
-    start_gunicorn,
+    launch_on_sqlite,
     stop,
     wait_for,
 )
@@ -66,17 +63,7 @@ def get(port: int, path: str, headers: dict[str, str]) -> int:
 def test_the_worker_writes_its_decisions_and_keeps_serving(
     tmp_path: Path, signum: signal.Signals, launcher: str
 ) -> None:
-    database = f"sqlite:///{tmp_path / 'guard.sqlite'}"
-    migrate(database)
-    config_file = tmp_path / "guard.conf"
-    config_file.write_text(
-        f"[database]\nconnection = {database}\n[guard]\nfingerprint_key = worker-hup-key\n"
-    )
-    port = free_port()
-    if launcher == "gunicorn":
-        process, log_file = start_gunicorn(tmp_path, config_file, port, workers=1)
-    else:
-        process, log_file = start_guard_serve(tmp_path, config_file, port)
+    process, log_file, port = launch_on_sqlite(tmp_path, launcher, "worker-hup-key")
     try:
         wait_for(lambda: get(port, "/", {}) == 200, timeout=60)
         (worker,) = children(process.pid)

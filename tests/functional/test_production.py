@@ -121,6 +121,23 @@ def start_guard_serve(tmp_path: Path, config_file: Path, port: int):
     return process, log_file
 
 
+def launch_on_sqlite(tmp_path: Path, launcher: str, fingerprint_key: str):
+    """guard under ``launcher`` ("gunicorn", or "guard serve" with one worker) on a migrated
+    SQLite file of ``tmp_path``, not yet waited for; (process, log file, port)."""
+    database = f"sqlite:///{tmp_path / 'guard.sqlite'}"
+    migrate(database)
+    config_file = tmp_path / "guard.conf"
+    config_file.write_text(
+        f"[database]\nconnection = {database}\n[guard]\nfingerprint_key = {fingerprint_key}\n"
+    )
+    port = free_port()
+    if launcher == "gunicorn":
+        process, log_file = start_gunicorn(tmp_path, config_file, port, workers=1)
+    else:
+        process, log_file = start_guard_serve(tmp_path, config_file, port)
+    return process, log_file, port
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM gunicorn's master and wait for it.
 
